@@ -1,0 +1,168 @@
+"""The parser's dictionary, built from the catalogue and the warehouse's dimension members.
+
+Every term (metric names and synonyms, dimension names, members and their synonyms, flag words,
+sensitive column names) maps to one or more senses. jieba segments questions with these terms
+as its dictionary, so catalogue words come out whole.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from semantic_layer.catalogue import Catalogue
+
+FORM_WORDS = [
+    "同比", "环比", "增长", "增速", "增幅", "增长率", "下降", "减少", "增加", "占比", "比重", "占", "执行率",
+    "执行进度", "完成率", "排名", "排行", "最多", "最高", "最大", "最少", "最低", "最小", "多少", "几家", "几笔",
+    "多少家", "多少笔", "多少个", "哪个", "哪些", "哪家", "各", "分别", "按", "超过", "大于", "高于", "低于",
+    "小于", "不足", "以上", "以下", "前", "是多少", "有多少", "情况", "趋势", "走势",
+]
+
+
+@dataclass(frozen=True)
+class Sense:
+    kind: str  # metric | member | dimension | flag | sensitive
+    target: str  # metric name / dimension name
+    value: str | None = None  # member key (subject code) or name
+    name: str | None = None  # member display name
+
+
+@dataclass
+class Member:
+    dimension: str
+    key: str
+    name: str
+    attrs: dict = field(default_factory=dict)
+
+
+class Vocabulary:
+    """Terms → senses, plus a jieba tokenizer that knows every term."""
+
+    def __init__(self, catalogue: Catalogue, members: list[Member]):
+        self.cat = catalogue
+        self.members = members
+        self.terms: dict[str, list[Sense]] = {}
+        self.member_attrs: dict[tuple[str, str], dict] = {}
+        self._build()
+        self._tokenizer = None
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ building
+    def _add(self, term: str, sense: Sense) -> None:
+        term = term.strip()
+        if len(term) < 2 and not re.match(r"[A-Za-z]", term):
+            return
+        senses = self.terms.setdefault(term, [])
+        if sense not in senses:
+            senses.append(sense)
+
+    def _build(self) -> None:
+        cat = self.cat
+        for m in cat.metrics.values():
+            for t in [m.label, *m.synonyms]:
+                self._add(t, Sense("metric", m.name))
+                if re.search(r"[a-z]", t):
+                    self._add(t.lower(), Sense("metric", m.name))
+        for d in cat.dimensions.values():
+            if d.sensitive:
+                for t in [d.label, *d.synonyms]:
+                    self._add(t, Sense("sensitive", d.name))
+                continue
+            for t in [d.label, *d.synonyms]:
+                self._add(t, Sense("dimension", d.name))
+            for w in d.flag_words:
+                self._add(w, Sense("flag", d.name))
+        for table in cat.tables.values():
+            for col in table.columns.values():
+                if col.sensitivity == "sensitive":
+                    for t in [col.label, *col.synonyms]:
+                        self._add(t, Sense("sensitive", table.name))
+        stems: dict[str, list[Sense]] = {}
+        for mem in self.members:
+            d = cat.dimensions[mem.dimension]
+            sense = Sense("member", d.name, mem.key, mem.name)
+            self.member_attrs[(d.name, mem.key)] = mem.attrs
+            self._add(mem.name, sense)
+            for syn in d.member_synonyms.get(mem.name, []):
+                self._add(syn, sense)
+            if d.members and d.members.suffix:
+                self._add(mem.name + d.members.suffix, sense)
+            if d.name == "region" and mem.name != "地方合计":
+                for suffix in ("省", "市", "自治区"):
+                    self._add(mem.name + suffix, sense)
+            stem = re.sub(r"(支出|收入)$", "", mem.name)
+            if stem != mem.name and len(stem) >= 2 and not stem.startswith("其他"):
+                stems.setdefault(stem, []).append(sense)
+        for stem, senses in stems.items():
+            if len(senses) == 1 and stem not in self.terms:
+                self._add(stem, senses[0])
+
+    # ------------------------------------------------------------------ segmentation
+    def tokenizer(self):
+        """A jieba tokenizer whose dictionary is the catalogue vocabulary (built once)."""
+        with self._lock:
+            if self._tokenizer is None:
+                import jieba
+
+                jieba.setLogLevel(logging.WARNING)
+                words = list(self.terms) + FORM_WORDS
+                tmp = Path(tempfile.gettempdir()) / f"youshu-jieba-{abs(hash(tuple(sorted(words)))) % 10**12}.txt"
+                if not tmp.exists():
+                    tmp.write_text("".join(f"{w} {100000 + 1000 * len(w)}\n" for w in words if " " not in w), encoding="utf-8")
+                tk = jieba.Tokenizer(dictionary=str(tmp))
+                tk.tmp_dir = tempfile.gettempdir()
+                tk.initialize()
+                self._tokenizer = tk
+            return self._tokenizer
+
+    def segment(self, text: str) -> list[str]:
+        return list(self.tokenizer().cut(text, HMM=False))
+
+    def match(self, text: str) -> list[tuple[int, int, str, list[Sense]]]:
+        """Catalogue terms found in text: (start, end, term, senses), longest first, no overlaps."""
+        tokens = self.segment(text)
+        out: list[tuple[int, int, str, list[Sense]]] = []
+        pos = [0]
+        for t in tokens:
+            pos.append(pos[-1] + len(t))
+        i = 0
+        while i < len(tokens):
+            best = None
+            for j in range(min(len(tokens), i + 8), i, -1):
+                cand = "".join(tokens[i:j])
+                if cand in self.terms:
+                    best = (j, cand)
+                    break
+            if best:
+                j, cand = best
+                out.append((pos[i], pos[j], cand, self.terms[cand]))
+                i = j
+            else:
+                i += 1
+        return out
+
+
+def load_members(con: duckdb.DuckDBPyConnection, catalogue: Catalogue) -> list[Member]:
+    """Read every dimension's members from the warehouse (names, keys, attributes)."""
+    members: list[Member] = []
+    existing = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    for d in catalogue.dimensions.values():
+        src = d.members
+        if not src or src.table not in existing:
+            continue
+        cols = [src.name] + ([src.key] if src.key else []) + src.attributes
+        rows = con.execute(
+            f'SELECT DISTINCT {", ".join(cols)} FROM {src.table} WHERE {src.name} IS NOT NULL'
+        ).fetchall()
+        for row in rows:
+            name = str(row[0])
+            key = str(row[1]) if src.key else name
+            attrs = dict(zip(src.attributes, row[2 if src.key else 1:]))
+            members.append(Member(d.name, key, name, attrs))
+    return members
