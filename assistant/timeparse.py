@@ -115,7 +115,7 @@ def parse_time(text: str, as_of: date) -> TimeMatch | None:
             if 1 <= m1 <= m2 <= 12:
                 spans.append(m.span())
                 return TimeMatch(TimeRange(start=_ym(y, m1), end=_ym(y, m2), grain=grain,
-                                           label=f"{y}年" + label.format(g)), spans, grain)
+                                           label=f"{y}年" + label.format("一二三四"[int(g) - 1])), spans, grain)
     for word, (m1, m2) in (("上半年", (1, 6)), ("下半年", (7, 12))):
         i = text.find(word)
         if i >= 0:
