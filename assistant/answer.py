@@ -61,9 +61,11 @@ def _growth_phrase(value: float | None, word_up: str = "增长", word_down: str 
 class AnswerWriter:
     """Writes the Chinese sentence, the chart spec and the sources for one answer."""
 
-    def __init__(self, catalogue: Catalogue, member_names: dict[tuple[str, str], str]):
+    def __init__(self, catalogue: Catalogue, member_names: dict[tuple[str, str], str],
+                 member_attrs: dict[tuple[str, str], dict] | None = None):
         self.cat = catalogue
         self.member_names = member_names
+        self.member_attrs = member_attrs or {}
 
     def scope(self, q: StructuredQuery) -> str:
         parts = []
@@ -79,6 +81,24 @@ class AnswerWriter:
             parts.append("、".join(names))
         return "".join(p for p in parts)
 
+    def subject_label(self, q: StructuredQuery) -> str:
+        """'教育支出' rather than '教育支出一般公共预算支出'; '广东税收收入' for a yearbook line."""
+        m0 = self.cat.metrics[q.metrics[0]]
+        named = [f for f in q.filters if f.dimension == m0.requires
+                 or (self.cat.dimensions[f.dimension].match == "prefix" and len(f.values) == 1
+                     and self._is_default_metric(f.dimension, str(f.values[0]), m0.name))]
+        if len(q.metrics) == 1 and named:
+            rest = q.model_copy(update={"filters": [f for f in q.filters if f not in named]})
+            return self.scope(rest) + self.scope(q.model_copy(update={"filters": named}))
+        return f"{self.scope(q)}{m0.label}"
+
+    def _is_default_metric(self, dimension: str, key: str, metric: str) -> bool:
+        rule = self.cat.dimensions[dimension].default_metric
+        if rule is None or isinstance(rule, str):
+            return rule == metric
+        attrs = self.member_attrs.get((dimension, key), {})
+        return rule.map.get("|".join(str(attrs.get(b, "")) for b in rule.by)) == metric
+
     def text(self, q: StructuredQuery, compiled: CompiledQuery, rows: list[dict]) -> str:
         cat = self.cat
         time_label = q.time.label if q.time and q.time.label else (f"{q.time.start}至{q.time.end}" if q.time else "")
@@ -87,10 +107,10 @@ class AnswerWriter:
             time_label = f"{q.time.start[:4]}年1—{int(q.time.end[5:])}月"
         scope = self.scope(q)
         m0 = cat.metrics[q.metrics[0]]
-        subject = f"{time_label}{scope}{m0.label}"
+        subject = f"{time_label}{self.subject_label(q)}"
         cols = {c.name: c for c in compiled.columns}
         if not rows:
-            return f"没有查到{time_label}{scope}{m0.label}的数据。"
+            return f"没有查到{subject}的数据。"
         if q.count_groups:
             c = compiled.columns[0]
             h = q.having[0] if q.having else None
@@ -127,7 +147,7 @@ class AnswerWriter:
         by = "、".join(cat.dimensions[d].label for d in q.dimensions)
         head = f"{subject}" + (f"按{by}" if by else "")
         if q.change:
-            head = f"{time_label}{scope}{m0.label}{'下降' if q.change == 'decline' else '增长'}的{by}有{len(rows)}个"
+            head = f"{subject}{'下降' if q.change == 'decline' else '增长'}的{by}有{len(rows)}个"
         return f"{head}：" + "；".join(items) + more + "。"
 
     def _single(self, q, compiled, row: dict, subject: str, cols: dict[str, OutputColumn]) -> str:

@@ -12,8 +12,6 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
 from semantic_layer.catalogue import Catalogue, load_catalogue
 from semantic_layer.compiler import CompiledQuery, CompileError, Compiler, OutputColumn
 from semantic_layer.executor import Executor, QueryError
@@ -48,19 +46,18 @@ class Assistant:
             raise FileNotFoundError(f"找不到数据仓库文件：{self.db_path}。请先运行 `youshu warehouse build`。")
         self.catalogue = catalogue or load_catalogue()
         self.executor = Executor(self.db_path)
-        con = duckdb.connect(str(self.db_path), read_only=True)
+        con = self.executor._cursor()  # the executor's own read-only connection
         try:
             members = load_members(con, self.catalogue)
             self.extents = self._extents(con)
-            self.departments = dict(con.execute("SELECT dept_name, dept_code FROM dim_department").fetchall())
         finally:
             con.close()
         self.vocab = Vocabulary(self.catalogue, members)
         self.member_names = {(m.dimension, m.key): m.name for m in members}
         self.parser = RuleParser(self.catalogue, self.vocab, self.extents)
         self.compiler = Compiler(self.catalogue)
-        self.writer = AnswerWriter(self.catalogue, self.member_names)
-        self.default_role = parse_role(role or self.catalogue.default_role)
+        self.writer = AnswerWriter(self.catalogue, self.member_names, self.vocab.member_attrs)
+        self.default_role = parse_role(role or self.catalogue.default_role, self.executor, catalogue=self.catalogue)
         self.audit = audit
         self.resolver = None  # retrieval fallback, attached lazily (assistant.retrieval_resolver)
         self.llm_agent = None
@@ -123,7 +120,8 @@ class Assistant:
             else:
                 self.answer_query(parsed.query, role_ctx, answer, timings)
                 if parsed.notes and answer["status"] == "answered":
-                    answer["notes"] = parsed.notes
+                    # keep notes already there (LLM fallback, compiler) after the parser's
+                    answer["notes"] = list(parsed.notes) + [n for n in answer.get("notes", []) if n not in parsed.notes]
         except (GuardError, CompileError, QueryError) as e:
             answer.update(status="refused" if isinstance(e, GuardError) else "error", error=str(e))
         except Exception as e:  # never a traceback to the user
@@ -182,8 +180,8 @@ class Assistant:
         if isinstance(role, RoleContext):
             return role
         if role:
-            return parse_role(role, departments=self.departments)
-        return self.default_role
+            return parse_role(role, self.executor, user=user, catalogue=self.catalogue)
+        return RoleContext(role=self.default_role.role, dept_code=self.default_role.dept_code, user=user)
 
     def _execute(self, sql: str, columns: list[OutputColumn] | None, role: RoleContext, answer: dict, timings: dict) -> None:
         t0 = time.perf_counter()
@@ -260,7 +258,7 @@ class Assistant:
         if agent is None:
             answer.setdefault("notes", []).append("未配置大模型（YOUSHU_LLM_BASE_URL 等），已使用规则解析")
             return None
-        return agent.answer(question, parsed, as_of, role_ctx, ctx, timings)
+        return agent.answer(question, parsed, as_of, role_ctx, ctx, timings, mode=mode, answer=answer)
 
     def _finish(self, answer: dict, t_start: float, timings: dict, conversation, user, role) -> dict:
         answer.pop("_tables", None)

@@ -214,6 +214,9 @@ class RuleParser:
             if len(cands) > 1:
                 compatible = [c for c in cands if self._compatible(c, member_mentions, flag_mentions)]
                 cands = compatible or cands
+            if len(cands) > 1:
+                implied = [c for c in cands if c in self._member_defaults(member_mentions)]
+                cands = implied or cands
             if len(cands) > 1 and metrics and any(c in metrics for c in cands):
                 continue
             if len(cands) > 1:
@@ -241,8 +244,11 @@ class RuleParser:
 
         # --- filters from members
         filters: dict[str, list] = {}
-        for mm in member_mentions:
+        for mm in list(member_mentions):
             sense = self._pick_sense(mm.of("member"), metrics)
+            if sense is None and self._pick_sense(mm.of("dimension"), metrics):
+                dim_mentions.append(mm)  # the word names a dimension here, not a member
+                continue
             if sense is None:
                 raise _Clarify({"question": f"“{mm.term}”不能用于“{cat.metrics[primary].label}”，您要查询哪个指标？",
                                 "options": [cat.metrics[n].label for n in self._metrics_for_mentions([mm])][:6], "word": mm.term})
@@ -380,6 +386,21 @@ class RuleParser:
             if not any(self.cat.supports(metric, s.target) for s in mm.senses if s.kind in ("member", "flag")):
                 return False
         return True
+
+    def _member_defaults(self, members: list[Mention]) -> list[str]:
+        """The default metrics the mentioned members imply (增值税 → 一般公共预算收入)."""
+        out = []
+        for m in members:
+            for s in m.of("member"):
+                rule = self.cat.dimensions[s.target].default_metric
+                if isinstance(rule, DefaultMetricRule):
+                    attrs = self.vocab.member_attrs.get((s.target, s.value), {})
+                    name = rule.map.get("|".join(str(attrs.get(b, "")) for b in rule.by))
+                    if name:
+                        out.append(name)
+                elif isinstance(rule, str):
+                    out.append(rule)
+        return out
 
     def _pick_sense(self, senses: list[Sense], metrics: list[str]) -> Sense | None:
         for s in senses:

@@ -28,6 +28,8 @@ def _year_word(text: str, as_of: date) -> tuple[int | None, list[tuple[int, int]
     relative = False
     for m in re.finditer(r"(今年|本年|当年|去年|上年|上一年|前年|大前年|明年)(度)?", text):
         word = m.group(1)
+        if m.start() > 0 and text[m.start() - 1] in "比较于与同和跟" or text[m.end():m.end() + 2] == "同期":
+            continue  # the comparison period ("比上年多了多少"), not the period asked about
         year = {"今年": y, "本年": y, "当年": y, "去年": y - 1, "上年": y - 1, "上一年": y - 1,
                 "前年": y - 2, "大前年": y - 3, "明年": y + 1}[word]
         spans.append(m.span())
