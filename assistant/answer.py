@@ -109,8 +109,8 @@ class AnswerWriter:
         m0 = cat.metrics[q.metrics[0]]
         subject = f"{time_label}{self.subject_label(q)}"
         cols = {c.name: c for c in compiled.columns}
-        if not rows:
-            return f"没有查到{subject}的数据。"
+        if not rows or all(rows[0].get(m) is None for m in q.metrics) and len(rows) == 1:
+            return f"没有查到{subject}的数据（请确认时间范围内有数据，演示数据截至{self.cat.as_of}）。"
         if q.count_groups:
             c = compiled.columns[0]
             h = q.having[0] if q.having else None

@@ -21,6 +21,7 @@ from warehouse.paths import DEFAULT_DB
 
 from .answer import AnswerWriter
 from .parser import ParseResult, RuleParser
+from .retrieval_resolver import RetrievalResolver
 from .vocabulary import Vocabulary, load_members
 
 MAX_ROWS = 10000
@@ -59,7 +60,7 @@ class Assistant:
         self.writer = AnswerWriter(self.catalogue, self.member_names, self.vocab.member_attrs)
         self.default_role = parse_role(role or self.catalogue.default_role, self.executor, catalogue=self.catalogue)
         self.audit = audit
-        self.resolver = None  # retrieval fallback, attached lazily (assistant.retrieval_resolver)
+        self.resolver = RetrievalResolver(self)  # loads embeddings only when a phrase needs them
         self.llm_agent = None
 
     def _extents(self, con) -> dict[str, tuple[int, int]]:
@@ -101,9 +102,9 @@ class Assistant:
             timings["parse"] = _ms(t0)
             path = "rule"
             t0 = time.perf_counter()
-            if self.resolver is not None and parsed.status != "refuse" and (parsed.status == "clarify" or parsed.unmatched):
+            if self.resolver is not None and parsed.unmatched:
                 parsed = self.resolver.improve(question, parsed, as_of, ctx) or parsed
-                if parsed.notes and any("检索" in n for n in parsed.notes):
+                if any(n.startswith("检索") for n in parsed.notes):
                     path = "rule+retrieval"
             timings["retrieve"] = _ms(t0)
             if mode in ("llm", "hybrid"):

@@ -99,6 +99,23 @@ class Vocabulary:
             stem = re.sub(r"(支出|收入)$", "", mem.name)
             if stem != mem.name and len(stem) >= 2 and not stem.startswith("其他"):
                 stems.setdefault(stem, []).append(sense)
+        # near misses of short member lists: one character dropped (公安分局 → 公安局)
+        variants: dict[str, list[Sense]] = {}
+        by_dim: dict[str, list] = {}
+        for mem in self.members:
+            by_dim.setdefault(mem.dimension, []).append(mem)
+        for dim, mems in by_dim.items():
+            if len(mems) > 100:
+                continue
+            for mem in mems:
+                if len(mem.name) < 4:
+                    continue
+                for i in range(1, len(mem.name) - 1):
+                    v = mem.name[:i] + mem.name[i + 1:]
+                    variants.setdefault(v, []).append(Sense("member", dim, mem.key, mem.name))
+        for v, senses in variants.items():
+            if len(senses) == 1 and v not in self.terms:
+                self._add(v, senses[0])
         for stem, senses in stems.items():
             if len(senses) == 1 and stem not in self.terms:
                 self._add(stem, senses[0])
