@@ -476,6 +476,38 @@ def test_rebuild_rejects_bad_entries(tmp_path, embeddings):
     assert s.stored_fingerprint() == "v1" and s.count() == 1
 
 
+def test_exact_search_matches_brute_force(store, embeddings):
+    """默认（小库）走内存精确余弦：结果与逐条计算完全一致。"""
+    vocab = vocabulary()
+    vectors = embeddings.embed_documents([e.text for e in vocab])
+    for q in ["零售业", "卖地收入", "公安局", "今天天气"]:
+        v = embeddings.embed_query(q)
+        best = {}
+        for e, d in zip(vocab, vectors):
+            sc = sum(a * b for a, b in zip(v, d))
+            best[e.target_key] = max(best.get(e.target_key, -2.0), sc)
+        want = sorted(best.items(), key=lambda kv: -kv[1])[:5]
+        got = store.search(q, k=5)
+        assert [h.entry.target for h in got] == [t for t, _ in want], q
+        assert [h.score for h in got] == pytest.approx([s for _, s in want], abs=1e-4)
+
+
+def test_hnsw_path_for_large_collections(tmp_path, embeddings):
+    """超过 exact_limit 时用 chromadb 的 HNSW 查询：同样按目标去重、余弦得分、kinds 过滤。"""
+    s = RetrievalStore(tmp_path, embeddings, exact_limit=0)
+    s.rebuild(vocabulary(), "v1")
+    for q, want in BRIEF_CASES[:2] + BRIEF_CASES[3:]:
+        hits = s.search(q, k=5)
+        assert target_name(hits[0]) == want
+        assert len({h.entry.target for h in hits}) == len(hits) == 5
+    hits = s.search("公安局", k=3, kinds=["member"])
+    assert target_name(hits[0]) == "公安分局" and all(h.entry.kind == "member" for h in hits)
+    exact = RetrievalStore(tmp_path, embeddings).search("卫生建康支出", k=3)
+    approx = s.search("卫生建康支出", k=3)
+    assert [h.entry.target for h in approx] == [h.entry.target for h in exact]
+    assert [h.score for h in approx] == pytest.approx([h.score for h in exact], abs=1e-3)
+
+
 def test_explicit_embedding_function_and_cosine_space(store):
     col = store._get_collection()
     cfg = col.configuration
