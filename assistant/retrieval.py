@@ -72,7 +72,7 @@ _GET_PAGE = 5000
 # 不走 HNSW：实测 3000 条时 chromadb 的 HNSW（默认参数）recall@10 只有 0.993，会把
 # "零售业"的正确答案（0.656）整个漏掉、返回 0.525 的"利润"。目录规模（几千条）远低于此值。
 DEFAULT_EXACT_LIMIT = 50_000
-_HNSW = {"space": "cosine", "ef_construction": 200, "ef_search": 200}
+_HNSW = {"space": "cosine", "ef_search": 200}
 
 
 @dataclass(frozen=True)
@@ -342,7 +342,7 @@ class RetrievalStore:
                 embedding_function=self._ef,
             )
             try:
-                self._add(col, entries)
+                vectors = self._add(col, entries)
                 col.modify(
                     metadata={
                         _META_FINGERPRINT: fingerprint,
@@ -364,9 +364,19 @@ class RetrievalStore:
             self._collection = client.get_collection(
                 name=self.collection_name, embedding_function=self._ef
             )
+            if len(entries) <= self.exact_limit:
+                # 刚算好的向量直接放进内存矩阵，首次 search 不必再从库里读一遍
+                self._matrix = _Matrix(
+                    self._collection.id,
+                    [e.id for e in entries],
+                    [e.text for e in entries],
+                    [_metadata(e) for e in entries],
+                    vectors,
+                )
             return True
 
-    def _add(self, col, entries: Sequence[RetrievalEntry]) -> None:
+    def _add(self, col, entries: Sequence[RetrievalEntry]) -> list:
+        out: list = []
         for start in range(0, len(entries), _ADD_BATCH):
             batch = entries[start : start + _ADD_BATCH]
             texts = [e.text for e in batch]
@@ -377,15 +387,19 @@ class RetrievalStore:
                 ids=[e.id for e in batch],
                 documents=texts,
                 embeddings=vectors,
-                metadatas=[
-                    {
-                        "kind": e.kind,
-                        "target": e.target_key,
-                        "payload": _dump_payload(e.payload),
-                    }
-                    for e in batch
-                ],
+                metadatas=[_metadata(e) for e in batch],
             )
+            out.extend(vectors)
+        return out
+
+    def warm(self) -> None:
+        """预热：加载向量模型，并把库读进内存（可在启动时放到后台线程里调用）。"""
+        self.embeddings.embed_query("预热")
+        col = self._get_collection()
+        if col is not None:
+            total = col.count()
+            if 0 < total <= self.exact_limit:
+                self._exact(col, total)
 
     # ---- 检索 -------------------------------------------------------------
 
@@ -558,6 +572,10 @@ class _Matrix:
             if len(hits) >= k:
                 break
         return hits
+
+
+def _metadata(e: RetrievalEntry) -> dict:
+    return {"kind": e.kind, "target": e.target_key, "payload": _dump_payload(e.payload)}
 
 
 def _dedupe(res: dict, k: int) -> list[Hit]:

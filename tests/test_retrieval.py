@@ -441,6 +441,9 @@ def test_rebuild_only_when_fingerprint_changes_and_persists(tmp_path, embeddings
     # 另一个实例（相当于重启进程）读到同一个持久化库
     s2 = RetrievalStore(tmp_path, embeddings)
     assert s2.stored_fingerprint() == "v1"
+    s2.warm()
+    assert s2._matrix is not None and s2._matrix.count == 2
+    assert [h.entry.text for h in s2.search("教育经费", k=1)] == ["教育经费"]
     assert s2.rebuild(entries, "v1") is False
     more = entries + entries_for("metric", "sci", ["科学技术支出"], {"metric": "科学技术支出"})
     assert s2.rebuild(more, "v2") is True
