@@ -109,7 +109,7 @@ class AnswerWriter:
         m0 = cat.metrics[q.metrics[0]]
         subject = f"{time_label}{self.subject_label(q)}"
         cols = {c.name: c for c in compiled.columns}
-        if not rows or all(rows[0].get(m) is None for m in q.metrics) and len(rows) == 1:
+        if not rows or not q.count_groups and len(rows) == 1 and all(rows[0].get(m) is None for m in q.metrics):
             return f"没有查到{subject}的数据（请确认时间范围内有数据，演示数据截至{self.cat.as_of}）。"
         if q.count_groups:
             c = compiled.columns[0]
@@ -132,7 +132,7 @@ class AnswerWriter:
             name = (period + label) if period else label
             val = format_value(r[m0.name], m0.unit)
             extra = ""
-            if q.compare in ("yoy", "mom") and f"{m0.name}_growth_pct" in r:
+            if q.compare in ("yoy", "mom", "diff") and f"{m0.name}_growth_pct" in r:
                 extra = f"（{_growth_phrase(r[f'{m0.name}_growth_pct'])}）"
             elif q.compare in ("share", "ratio") and "share_pct" in r:
                 extra = f"（占{format_value(r['share_pct'], '%')}）"
@@ -161,13 +161,13 @@ class AnswerWriter:
         for m, v in parts[1:]:
             if q.compare not in ("share", "ratio"):
                 text += f"，{m.label}为{format_value(v, m.unit)}"
-        if q.compare in ("yoy", "mom"):
+        if q.compare in ("yoy", "mom", "diff"):
             g = row.get(f"{m0.name}_growth_pct")
-            if m0.growth_metric:
+            if m0.growth_metric and q.compare == "yoy":
                 text += f"，按可比价计算{_growth_phrase(g)}"
             else:
                 diff = row.get(f"{m0.name}_diff")
-                word = "同比" if q.compare == "yoy" else "环比"
+                word = "环比" if q.compare == "mom" else ("同比" if not q.offset_months else "比对比期")
                 if diff is not None:
                     more = "增加" if diff >= 0 else "减少"
                     text += f"，{word}{_growth_phrase(g)}（{more}{format_value(abs(diff), m0.unit)}）"
@@ -206,8 +206,8 @@ class AnswerWriter:
             series = [{"name": m0.label if y_field == m0.name else "占比", "values": [r.get(y_field) for r in rows[:50]]}]
             return {"type": kind, "title": f"{m0.label}（按{self.cat.dimensions[d].label}）", "x_label": self.cat.dimensions[d].label,
                     "y_label": unit, "unit": unit, "x": x, "series": series}
-        if q.compare in ("yoy", "mom") and not m0.growth_metric and rows[0].get(f"{m0.name}_prev") is not None:
-            label = "上年同期" if q.compare == "yoy" else "上期"
+        if q.compare in ("yoy", "mom", "diff") and rows[0].get(f"{m0.name}_prev") is not None:
+            label = "上期" if q.compare == "mom" else "上年同期"
             return {"type": "bar", "title": f"{m0.label}对比", "x_label": "", "y_label": unit, "unit": unit,
                     "x": [label, "本期"], "series": [{"name": m0.label, "values": [rows[0].get(f"{m0.name}_prev"), rows[0].get(m0.name)]}]}
         return None

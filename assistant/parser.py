@@ -21,27 +21,31 @@ from .vocabulary import Sense, Vocabulary
 MAX_QUESTION_CHARS = 500
 
 WRITE = re.compile(
-    r"(删除|删掉|删了|清空|清除|修改|篡改|改成|改为|改一下|插入|写入|覆盖|销毁|"
+    r"(删除|删掉|删了|清空|清除|修改|篡改|改成|改为|改一下|插入|写入|覆盖|销毁|新增[一1](?:笔|条|项|个)|添加[一1](?:笔|条|项|个)|录入|登记[一1](?:笔|条)|补录|作废|撤销[一1](?:笔|条)|"
     r"\b(drop|delete|update|insert|truncate|alter|create|attach|copy|pragma|grant|revoke|merge)\b)",
     re.I,
 )
-SENSITIVE = re.compile(r"(身份证|手机号|电话号码|家庭住址|银行账号|银行卡号|(个人|自然人).{0,8}(姓名|名字|名单)|(姓名|名字).{0,4}(个人|自然人))")
+SENSITIVE = re.compile(r"(身份证|手机号|电话号码|家庭住址|银行账号|银行卡号|(个人|自然人).{0,8}(姓名|名字|名单|是谁|有谁|有哪些|都是谁)|(姓名|名字).{0,4}(个人|自然人)|哪些个人|哪个人|哪位个人)")
+NON_DATA = re.compile(r"(订|预订|预定|买)(一张|张|个)?.{0,6}(票|酒店|房间)|机票|火车票|天气|写(一首|首)?诗|写一篇|翻译|讲个?笑话|唱首?歌|菜谱|做饭|股票|彩票|算命|星座")
 SQL_TEXT = re.compile(r"^\s*(select|with)\b", re.I)
 INJECTION = re.compile(r"(忽略|无视).{0,10}(指令|提示|规则|限制)|ignore (all|previous|the above)|system prompt|系统提示词", re.I)
-YOY = re.compile(r"同比|增长|增速|增幅|增加|减少|下降|下滑|回落|降低|比上年|较上年|比去年|较去年|涨|跌|降了|变化|变动|负增长")
+YOY = re.compile(r"同比|增长|增速|增幅|增加|减少|下降|下滑|回落|降低|比上年|较上年|比去年|较去年|涨|跌|降了|变化|变动|负增长|多花|少花|多收|少收|增收|减收|多了|少了")
 MOM = re.compile(r"环比|比上月|较上月|比上个月|较上个月|比上季度|较上季度")
-DIFF_ONLY = re.compile(r"多了多少|少了多少|差多少|相差|差额|增加了多少|减少了多少|多出")
+DIFF_ONLY = re.compile(r"多了多少|少了多少|多多少|少多少|差多少|相差|差额|增加了多少|减少了多少|多出|多花了多少|少花了多少|多收了多少|少收了多少")
 SHARE = re.compile(r"占比|比重|占.{0,16}(比例|份额|多少|百分之几|几成|比)|所占|构成|结构")
-EXECUTION = re.compile(r"执行率|执行进度|执行情况|执行得怎么样|完成率|完成进度|完成情况|预算完成|完成了?.{0,6}预算|序时进度")
+EXECUTION = re.compile(r"执行率|执行进度|执行情况|执行得怎么样|执行得如何|完成率|完成进度|完成情况|预算完成|完成了?.{0,6}预算|序时进度|花出去.{0,4}(比例|多少|几成)|支出进度|用了(多少|几成)|花了(多少|几成)比例")
 RANK_DESC = re.compile(r"最多|最高|最大|最快|第一|排名|排行|前(\d+)|[Tt][Oo][Pp]\s*(\d+)|领先|靠前|排前")
 RANK_ASC = re.compile(r"最少|最低|最小|最慢|倒数|垫底|后(\d+)|末位|靠后")
 WHICH = re.compile(r"哪个|哪家|哪一个|哪一家|哪项|哪一项|哪个是|谁")
 WHICH_MANY = re.compile(r"哪些|哪几个|哪几家|都有谁|有哪些")
 COUNT = re.compile(r"多少(家|个|笔|户|项|位|名)|几(家|个|笔|户|项)|数量|个数|户数|笔数|家数")
-DECLINE = re.compile(r"下降|减少|下滑|回落|负增长|降低|降了|缩减|跌")
+DECLINE = re.compile(r"下降|减少|下滑|回落|负增长|降低|降了|缩减|跌|减收|少了")
 INCREASE = re.compile(r"增长了的|增加了的|上升|正增长|增长的")
 BREAKDOWN_BEFORE = ("各", "分", "按", "每个", "分别", "不同", "各个", "逐", "按照", "每")
-DATA_HINT = re.compile(r"收入|支出|税|预算|财政|经济|产值|GDP|gdp|企业|项目|支付|付款|部门|钱|多少|金额|数据|增长|花")
+DATA_HINT = re.compile(r"收入|支出|税|预算|财政|经济|产值|GDP|gdp|企业|项目|支付|付款|部门|钱|多少|金额|数据|增长|花|排名|排行|前\d|最多|最高|最少|情况|怎么样|哪些")
+DEICTIC = re.compile(r"(这个|那个|该|这家|那家|这些|那些|本)$")
+COMPOSITION = re.compile(r"构成|结构|组成|明细|分项|按项目|各项")
+PLAN_AFTER = re.compile(r"^(的)?(预算数|预算安排|预算|计划数|计划|任务数|任务)")
 GREETING = re.compile(r"^(你好|您好|hi|hello|在吗|谢谢|再见)[!！。.?？]*$", re.I)
 
 
@@ -91,6 +95,9 @@ class RuleParser:
             return ParseResult("refuse", reason="问题中包含试图改变系统规则的指令，已拒绝。请直接描述要查询的数据。")
         if SENSITIVE.search(text):
             return ParseResult("refuse", reason="该问题涉及个人或敏感信息，按数据安全规定不能查询。")
+        if NON_DATA.search(text):
+            return ParseResult("refuse", reason="抱歉，这不是数据查询问题，有数只回答经开区财政、税收、经济运行和各省预算收支等数据问题。")
+        text, typo_notes = self.vocab.correct_typos(text)
         if GREETING.match(text):
             return ParseResult("refuse", reason="您好！我是有数，可以回答经开区财政经济数据问题，例如“去年财政收入增长了多少？”")
 
@@ -117,20 +124,34 @@ class RuleParser:
                 return follow
 
         content = [m for m in mentions if m.senses]
+        if not content and tm is not None:
+            return ParseResult("clarify", clarification=self._metric_menu(None), reason="只识别出时间，没有识别出指标",
+                               unmatched=unmatched, confidence=0.2, terms=terms)
         if not content:
             if DATA_HINT.search(mtext):
                 return ParseResult("clarify", clarification=self._metric_menu(None),
                                    reason="没有识别出要查询的指标", unmatched=unmatched, confidence=0.2, terms=terms)
             return ParseResult("refuse", reason="抱歉，这个问题不在有数能回答的范围内。有数回答经开区财政、税收、经济运行和各省预算收支等数据问题。",
                                unmatched=unmatched, confidence=0.0, terms=terms)
+        deictic = self._deictic(mtext, mentions)
+        if deictic:
+            return ParseResult("clarify", clarification=deictic, reason=deictic["question"], terms=terms, confidence=0.3)
         try:
-            return self._build(text, mtext, tm, mentions, threshold, top_n, as_of, unmatched, terms)
+            result = self._build(text, mtext, tm, mentions, threshold, top_n, as_of, unmatched, terms)
+            result.notes = typo_notes + result.notes
+            return result
         except _Clarify as c:
             return ParseResult("clarify", clarification=c.payload, reason=c.payload["question"], unmatched=unmatched, terms=terms, confidence=0.3)
 
     # ------------------------------------------------------------------ pieces
     def _threshold(self, text: str, masked: list[str]) -> tuple[str, float, str] | None:
-        """'超过1000万元' → ('>', 1e7 yuan, raw). Amount in 元; percent kept as a percent."""
+        """'超过1000万元' → ('>', 1e7 yuan, raw). Amount in 元; also 过百万, 上亿, 千万以上."""
+        idiom = re.search(r"(过|超|超过|上|破)(百万|千万|亿|十万|万)(元)?", text)
+        if idiom:
+            value = {"百万": 1e6, "千万": 1e7, "亿": 1e8, "十万": 1e5, "万": 1e4}[idiom.group(2)]
+            for i in range(*idiom.span()):
+                masked[i] = "#"
+            return ">", value, idiom.group(0)
         pat = re.compile(
             r"(超过|大于|高于|多于|不少于|不低于|不小于|达到|在|少于|小于|低于|不足|不超过|不到)?"
             r"(\d+(?:\.\d+)?)(百万元|千万元|百万|千万|万元|亿元|千元|万|亿|元)(以上|以下|及以上|以内|之上|之下)?"
@@ -170,7 +191,7 @@ class RuleParser:
             covered.update(range(m.start, m.end))
         rest = "".join(ch if i not in covered else " " for i, ch in enumerate(mtext))
         rest = re.sub(r"[#?!。，,、；;：:（）()\"“”'‘’\s]+", " ", rest)
-        stop = r"(是多少|有多少|多少|是|的|了|呢|吗|啊|呀|吧|请问|请|帮我|帮忙|看看|看一下|查一下|查询|查|一下|告诉我|我想知道|咱们|我们|区里|经开区|开发区|全区|本区|情况|怎么样|如何|同比|环比|增长|增速|增幅|增加|减少|下降|占比|比重|占|各|分别|按|排名|排行|最多|最高|最大|最少|最低|哪个|哪些|和|与|及|以及|中|其中|里|总共|一共|合计|总|共|年|月|有|在|为|给|把|都|去|那|这|个|家|笔|前|后|几|率|数|额|金额|比|较|上|同期|期间|累计|全年|目前|现在|到|至|总额|总量|规模|分|每)"
+        stop = r"(是多少|有多少|多少|是|的|了|呢|吗|啊|呀|吧|请问|请|帮我|帮忙|看看|看一下|查一下|查询|查|一下|告诉我|我想知道|咱们|我们|区里|经开区|开发区|全区|本区|情况|怎么样|如何|同比|环比|增长|增速|增幅|增加|减少|下降|占比|比重|占|各|分别|按|排名|排行|最多|最高|最大|最少|最低|哪个|哪些|和|与|及|以及|中|其中|里|总共|一共|合计|总|共|年|月|有|在|为|给|把|都|去|那|这|个|家|笔|前|后|几|率|数|额|金额|比|较|上|同期|期间|累计|全年|目前|现在|到|至|总额|总量|规模|分|每|完成|进度|执行|得|怎样|咋样|多大|几成|比例|呀|嘛|哦|老板|领导|想知道|知道|了解|统计|一共有|共有|所有|全部|整体|具体)"
         rest = re.sub(stop, " ", rest)
         return [w for w in rest.split() if len(w) >= 2]
 
@@ -209,8 +230,12 @@ class RuleParser:
 
         # --- metrics
         metrics: list[str] = []
+        planned: set[str] = set()
+        execution = bool(EXECUTION.search(mtext))
         for mm in metric_mentions:
             cands = [s.target for s in mm.of("metric")]
+            if execution and all(cat.metrics[c].model == "budget_plan" for c in cands):
+                continue  # "预算执行率": the plan comes with the actual metric
             if len(cands) > 1:
                 compatible = [c for c in cands if self._compatible(c, member_mentions, flag_mentions)]
                 cands = compatible or cands
@@ -221,10 +246,16 @@ class RuleParser:
                 continue
             if len(cands) > 1:
                 raise _Clarify(self._metric_menu(cands, mm.term))
-            if cands[0] not in metrics:
-                metrics.append(cands[0])
+            chosen = cands[0]
+            plan = self.cat.metrics[chosen].plan_metric
+            if plan and PLAN_AFTER.match(mtext[mm.end:]) and not EXECUTION.search(mtext):
+                chosen = plan
+                planned.add(chosen)
+            elif chosen in planned or (self.cat.metrics[chosen].model == "budget_plan" and planned):
+                continue
+            if chosen not in metrics:
+                metrics.append(chosen)
 
-        execution = bool(EXECUTION.search(mtext))
         if execution:
             actuals = {m.plan_metric: m.name for m in cat.metrics.values() if m.plan_metric}
             metrics = [actuals.get(m, m) for m in metrics]
@@ -233,6 +264,9 @@ class RuleParser:
                 metrics = ["general_budget_revenue"] if "收入" in mtext else ["general_budget_expenditure"]
 
         is_count = bool(COUNT.search(mtext))
+        count_entity = None
+        if is_count and not threshold and metrics and cat.metrics[metrics[0]].unit in ("元", "万元", "亿元"):
+            count_entity = self._entity(mtext, [], metrics[:1])
         if not metrics:
             metrics = self._default_metrics(member_mentions, dim_mentions, flag_mentions, is_count, threshold, mtext)
         if not metrics:
@@ -287,6 +321,10 @@ class RuleParser:
             if d.breakdown_as and (fm.term.startswith("各") or any(before.endswith(w) for w in BREAKDOWN_BEFORE) or ranking):
                 if cat.supports(primary, d.breakdown_as) and d.breakdown_as not in dims:
                     dims.append(d.breakdown_as)
+        if COMPOSITION.search(mtext) and not dims and len(metrics) == 1:
+            level_dim = self._next_level(metrics[0], filters)
+            if level_dim:
+                dims.append(level_dim)
         # members listed together ("公安分局和建设局") → compare them side by side
         for dim, vals in filters.items():
             if len(vals) > 1 and dim not in dims and dim != "budget_item":
@@ -300,6 +338,7 @@ class RuleParser:
         # --- comparisons
         compare = None
         share_of = None
+        denominator: list[Filter] = []
         change = None
         if execution:
             compare = "execution"
@@ -307,6 +346,12 @@ class RuleParser:
             compare = "share"
             if len(metrics) >= 2:
                 metrics = self._share_order(mtext, metric_mentions, metrics)[:2]
+            elif any(len(v) == 2 for d, v in filters.items() if d in ("budget_item", "subject")) and "占" in mtext:
+                d = next(d for d, v in filters.items() if len(v) == 2 and d in ("budget_item", "subject"))
+                part, whole = filters[d]
+                filters[d] = [part]
+                denominator = [Filter(dimension=d, values=[whole])]
+                dims = [x for x in dims if x != d]
             elif dims:
                 pass
             elif filters:
@@ -317,14 +362,22 @@ class RuleParser:
                 raise _Clarify({"question": "请说明占哪个总量的比重，例如“税收收入占一般公共预算收入的比重”。", "options": [], "word": None})
         elif MOM.search(mtext):
             compare = "mom"
+        elif DIFF_ONLY.search(mtext) and not re.search(r"增长|增速|增幅|同比", mtext):
+            compare = "diff"
         elif YOY.search(mtext) or DIFF_ONLY.search(mtext):
             compare = "yoy"
-        if compare in ("yoy", "mom") and dims and (WHICH_MANY.search(mtext) or re.search(r"(哪些|有没有|是否).{0,8}$", mtext)):
+        if compare in ("yoy", "mom", "diff") and dims and (WHICH_MANY.search(mtext) or re.search(r"(哪些|有没有|是否).{0,8}$", mtext)):
             if DECLINE.search(mtext):
                 change = "decline"
             elif INCREASE.search(mtext) or re.search(r"增长|增加|上升", mtext):
                 change = "increase"
-        if time is None and compare in ("yoy", "mom"):
+        offset = None
+        if tm is not None and tm.compare_year and time is not None:
+            diff = int(time.start[:4]) - tm.compare_year
+            if diff > 0:
+                compare = compare if compare in ("yoy", "diff") else "yoy"
+                offset = diff * 12 if diff != 1 else None
+        if time is None and compare in ("yoy", "mom", "diff"):
             time = self._time(None, metrics, as_of, notes, force=True)
         if len(metrics) > 1 and compare not in ("share",):
             models = {cat.metrics[m].model for m in metrics}
@@ -334,6 +387,9 @@ class RuleParser:
         # --- thresholds, ranking, counts
         having: list[Having] = []
         count_groups = False
+        if count_entity and not threshold:
+            dims = [count_entity] + [d for d in dims if d != count_entity]
+            count_groups = True
         if threshold:
             op, value_yuan, raw = threshold
             entity = self._entity(mtext, dims, metrics)
@@ -356,7 +412,7 @@ class RuleParser:
         if dims and not count_groups:
             asc = bool(RANK_ASC.search(mtext)) and not RANK_DESC.search(mtext.replace("排名", ""))
             field_name = primary
-            if compare in ("yoy", "mom") and re.search(r"(增长|增速|增幅)最(快|高|大|慢|低|小)|增长率最|增速排|增幅排", mtext):
+            if compare in ("yoy", "mom", "diff") and re.search(r"(增长|增速|增幅)最(快|高|大|慢|低|小)|增长率最|增速排|增幅排", mtext):
                 field_name = "growth_pct"
             elif compare == "share" and re.search(r"占比最|比重最", mtext):
                 field_name = "share"
@@ -374,6 +430,7 @@ class RuleParser:
         query = StructuredQuery(metrics=metrics, dimensions=dims,
                                 filters=[Filter(dimension=d, values=v) for d, v in filters.items()],
                                 time=time, compare=compare, share_of=share_of, change=change,
+                                denominator=denominator, offset_months=offset,
                                 having=having, count_groups=count_groups, order_by=order_by, limit=limit)
         confidence = 1.0 if not unmatched else max(0.4, 1.0 - 0.2 * len(unmatched))
         return ParseResult("ok", query=query, confidence=confidence, unmatched=unmatched, terms=terms, notes=notes)
@@ -386,6 +443,31 @@ class RuleParser:
             if not any(self.cat.supports(metric, s.target) for s in mm.senses if s.kind in ("member", "flag")):
                 return False
         return True
+
+    def _deictic(self, mtext: str, mentions: list[Mention]) -> dict | None:
+        """"这个部门…" with no member named: ask which one, listing the members."""
+        for m in mentions:
+            dims = [s.target for s in m.of("dimension")]
+            if dims and DEICTIC.search(mtext[max(0, m.start - 2):m.start]):
+                d = dims[0]
+                if any(s.kind == "member" and s.target == d for x in mentions for s in x.senses):
+                    return None
+                names = [mem.name for mem in self.vocab.members if mem.dimension == d][:8]
+                return {"question": f"请问是哪个{self.cat.dimensions[d].label}？", "options": names, "word": m.term}
+        return None
+
+    def _next_level(self, metric: str, filters: dict[str, list]) -> str | None:
+        """The hierarchy level below what the metric or filter already fixes (类 → 款)."""
+        cat = self.cat
+        if not cat.supports(metric, "subject_item"):
+            return None
+        codes = [str(v) for v in filters.get("subject", [])]
+        codes += re.findall(r"LIKE '(\d+)%'", " ".join(cat.metrics[metric].filters))
+        if any(len(c) == 3 for c in codes):
+            return "subject_item"
+        if not codes and cat.supports(metric, "subject_class"):
+            return "subject_class"
+        return "subject_item" if not codes else None
 
     def _member_defaults(self, members: list[Mention]) -> list[str]:
         """The default metrics the mentioned members imply (增值税 → 一般公共预算收入)."""
@@ -416,6 +498,11 @@ class RuleParser:
     def _default_metrics(self, members, dims, flags, is_count, threshold, mtext) -> list[str]:
         cat = self.cat
         if is_count and not threshold:
+            counted = [d for d in cat.dimensions.values() if d.count_metric and (d.label in mtext or any(w in mtext for w in d.synonyms if not w.startswith("各")))]
+            for d in counted:
+                cm = d.count_metric
+                if all(any(cat.supports(cm, s.target) for s in m.senses if s.kind in ("member", "flag")) for m in members + flags):
+                    return [cm]
             for m in members + dims:
                 for s in m.senses:
                     if s.kind in ("dimension", "member"):

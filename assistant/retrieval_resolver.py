@@ -58,7 +58,7 @@ class RetrievalResolver:
             hits = self.nearest(phrase)
             best = confident_hit(hits, threshold=threshold)
             if best is None:
-                if hits and hits[0].score >= threshold:  # strong but tied: ask, don't guess
+                if hits and hits[0].score >= threshold and parsed.status != "ok":  # strong but tied: ask
                     close = [self._name(h) for h in hits if hits[0].score - h.score < DEFAULT_MARGIN]
                     strong.append((phrase, list(dict.fromkeys(close))[:4]))
                 candidates += [self._name(h) for h in hits[:4] if h.score > 0.3]

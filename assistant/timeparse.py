@@ -14,6 +14,24 @@ class TimeMatch:
     range: TimeRange
     spans: list[tuple[int, int]]
     explicit_grain: str | None = None
+    compare_year: int | None = None  # "比2024年多了多少": the explicit comparison year
+
+
+REL_YEARS = {"今年": 0, "本年": 0, "当年": 0, "去年": -1, "上年": -1, "上一年": -1, "前年": -2, "大前年": -3, "明年": 1}
+COMPARE_YEAR = re.compile(r"(?:比|较|相较于?|相比于?|与|同|跟)((?:19|20)\d{2}年?|今年|去年|上年|上一年|前年|大前年)")
+
+
+def compare_year(text: str, as_of: date) -> tuple[int | None, tuple[int, int] | None]:
+    """The year a question compares against ("比2024年", "比前年"), with its span."""
+    m = COMPARE_YEAR.search(text)
+    if not m:
+        return None, None
+    word = m.group(1)
+    if word[:4].isdigit():
+        return int(word[:4]), m.span()
+    if word in ("上年", "上一年"):  # relative to the year asked about: the ordinary 同比
+        return None, m.span()
+    return as_of.year + REL_YEARS[word], m.span()
 
 
 def _ym(y: int, m: int) -> str:
@@ -30,8 +48,7 @@ def _year_word(text: str, as_of: date) -> tuple[int | None, list[tuple[int, int]
         word = m.group(1)
         if m.start() > 0 and text[m.start() - 1] in "比较于与同和跟" or text[m.end():m.end() + 2] == "同期":
             continue  # the comparison period ("比上年多了多少"), not the period asked about
-        year = {"今年": y, "本年": y, "当年": y, "去年": y - 1, "上年": y - 1, "上一年": y - 1,
-                "前年": y - 2, "大前年": y - 3, "明年": y + 1}[word]
+        year = y + REL_YEARS[word]
         spans.append(m.span())
         relative = True
         break
@@ -55,6 +72,17 @@ def detect_grain(text: str) -> tuple[str | None, list[tuple[int, int]]]:
 
 def parse_time(text: str, as_of: date) -> TimeMatch | None:
     """Find the time range in a normalised question; None when it names no time."""
+    cmp_year, cmp_span = compare_year(text, as_of)
+    if cmp_span:  # keep the comparison year out of the period asked about
+        text = text[:cmp_span[0]] + "#" * (cmp_span[1] - cmp_span[0]) + text[cmp_span[1]:]
+    tm = _parse_time(text, as_of)
+    if tm is not None and cmp_span:
+        tm.spans.append(cmp_span)
+        tm.compare_year = cmp_year
+    return tm
+
+
+def _parse_time(text: str, as_of: date) -> TimeMatch | None:
     spans: list[tuple[int, int]] = []
     grain, gspans = detect_grain(text)
     spans += gspans
@@ -135,7 +163,8 @@ def parse_time(text: str, as_of: date) -> TimeMatch | None:
     m = re.search(r"今年以来|年初以来|今年截至目前|年初至今|今年到现在", text)
     if m:
         spans.append(m.span())
-        return TimeMatch(TimeRange(start=_ym(as_of.year, 1), end=_ym(as_of.year, as_of.month), grain=grain,
+        end = max(as_of.month - 1, 1)  # the current month is not complete yet
+        return TimeMatch(TimeRange(start=_ym(as_of.year, 1), end=_ym(as_of.year, end), grain=grain,
                                    label=f"{as_of.year}年以来"), spans, grain)
 
     # a single month: 2021年3月, 3月份 (with a year or relative year)

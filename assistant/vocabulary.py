@@ -78,17 +78,25 @@ class Vocabulary:
                 self._add(t, Sense("dimension", d.name))
             for w in d.flag_words:
                 self._add(w, Sense("flag", d.name))
+            if d.count_metric:
+                for base in [d.label, *d.synonyms]:
+                    if not base.startswith("各"):
+                        for suffix in ("总数", "数量", "个数", "户数", "家数", "总量"):
+                            self._add(base + suffix, Sense("metric", d.count_metric))
         for table in cat.tables.values():
             for col in table.columns.values():
                 if col.sensitivity == "sensitive":
                     for t in [col.label, *col.synonyms]:
                         self._add(t, Sense("sensitive", table.name))
         stems: dict[str, list[Sense]] = {}
+        abbrevs: dict[str, list[Sense]] = {}
+        totals = {(t.dimension, t.value) for m in cat.models.values() for t in m.totals}
         for mem in self.members:
             d = cat.dimensions[mem.dimension]
             sense = Sense("member", d.name, mem.key, mem.name)
             self.member_attrs[(d.name, mem.key)] = mem.attrs
-            self._add(mem.name, sense)
+            if (d.name, mem.name) not in totals:
+                self._add(mem.name, sense)
             for syn in d.member_synonyms.get(mem.name, []):
                 self._add(syn, sense)
             if d.members and d.members.suffix:
@@ -99,13 +107,16 @@ class Vocabulary:
             stem = re.sub(r"(支出|收入)$", "", mem.name)
             if stem != mem.name and len(stem) >= 2 and not stem.startswith("其他"):
                 stems.setdefault(stem, []).append(sense)
+            if d.name == "department":
+                for abbr in _abbreviations(mem.name):
+                    abbrevs.setdefault(abbr, []).append(sense)
         # near misses of short member lists: one character dropped (公安分局 → 公安局)
         variants: dict[str, list[Sense]] = {}
         by_dim: dict[str, list] = {}
         for mem in self.members:
             by_dim.setdefault(mem.dimension, []).append(mem)
         for dim, mems in by_dim.items():
-            if len(mems) > 100:
+            if dim not in ("department", "industry"):  # unit and industry names are the ones shortened in speech
                 continue
             for mem in mems:
                 if len(mem.name) < 4:
@@ -116,9 +127,56 @@ class Vocabulary:
         for v, senses in variants.items():
             if len(senses) == 1 and v not in self.terms:
                 self._add(v, senses[0])
-        for stem, senses in stems.items():
-            if len(senses) == 1 and stem not in self.terms:
-                self._add(stem, senses[0])
+        for stem, senses in stems.items():  # 教育 → 教育支出 (the same name in every dimension that has it)
+            if len({s.name for s in senses}) == 1 and stem not in self.terms:
+                for sense in senses:
+                    self._add(stem, sense)
+        for abbr, senses in abbrevs.items():  # 经发局 → 经济发展局
+            if len(senses) == 1 and abbr not in self.terms:
+                self._add(abbr, senses[0])
+        self._fuzzy = self._fuzzy_index()
+
+    def _fuzzy_index(self) -> dict[str, str]:
+        """One-character typos of longer catalogue words (预箅 → 预算): pattern with '?' → term."""
+        index: dict[str, str | None] = {}
+        for term, senses in self.terms.items():
+            if len(term) < 5 or not re.fullmatch(r"[\u4e00-\u9fff()（）]+", term):
+                continue
+            if any(s.kind == "member" and s.target in ("enterprise", "project") for s in senses):
+                continue
+            if re.search(r"了|多少|的|钱|怎么|哪", term):  # phrases, not names
+                continue
+            for i in range(len(term)):
+                key = term[:i] + "?" + term[i + 1:]
+                index[key] = None if key in index and index[key] != term else term
+        return {k: v for k, v in index.items() if v}
+
+    def correct_typos(self, text: str) -> tuple[str, list[str]]:
+        """Replace a run that differs from a catalogue word by one character; returns notes."""
+        notes = []
+        exact = [(a, b) for a, b, term, _ in self.match(text) if len(term) >= 3]
+        for length in range(10, 4, -1):
+            i = 0
+            while i + length <= len(text):
+                window = text[i:i + length]
+                if window in self.terms or not re.fullmatch(r"[\u4e00-\u9fff]+", window) or \
+                        any(a < i + length and i < b for a, b in exact):
+                    i += 1
+                    continue
+                hit = None
+                for j in range(length):
+                    cand = self._fuzzy.get(window[:j] + "?" + window[j + 1:])
+                    if cand:
+                        hit = cand
+                        break
+                if hit:
+                    text = text[:i] + hit + text[i + length:]
+                    notes.append(f"纠正错别字：“{window}”→“{hit}”")
+                    exact.append((i, i + length))
+                    i += length
+                else:
+                    i += 1
+        return text, notes
 
     # ------------------------------------------------------------------ segmentation
     def tokenizer(self):
@@ -163,6 +221,23 @@ class Vocabulary:
             else:
                 i += 1
         return out
+
+
+def _abbreviations(name: str) -> list[str]:
+    """Common short forms of unit names: 经济发展局 → 经发局, 市场监督管理局 → 市监局、市监管局."""
+    m = re.fullmatch(r"(.+?)(局|分局|中心|办公室|委员会)", name)
+    if m and m.group(2) == "办公室" and len(m.group(1)) >= 2:
+        return [m.group(1) + "办"] + (_abbreviations(m.group(1) + "局")[:0])
+    if not m or len(m.group(1)) < 4 or len(m.group(1)) % 2:
+        return []
+    stem, suffix = m.group(1), m.group(2)
+    initials = "".join(stem[i] for i in range(0, len(stem), 2))
+    out = [initials + suffix]
+    if suffix == "办公室":
+        out.append(stem + "办")
+    if len(initials) > 2:
+        out.append(initials[:2] + suffix)
+    return out
 
 
 def load_members(con: duckdb.DuckDBPyConnection, catalogue: Catalogue) -> list[Member]:

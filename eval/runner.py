@@ -59,11 +59,9 @@ def run_eval(args) -> int:
           "，".join(f"{k} {v}" for k, v in sorted(counts.items())))
     print(f"预测已写入 {out_path}")
     if any("expect" in q or "gold_sql" in q for q in questions):
-        import duckdb
-
         from eval.scoring import report_to_json, report_to_markdown, score_predictions
 
-        con = duckdb.connect(str(assistant.db_path), read_only=True)
+        con = assistant.executor._cursor()  # gold SQL runs on the same read-only database
         try:
             report = score_predictions(questions, preds, con)
         finally:
@@ -77,6 +75,6 @@ def run_eval(args) -> int:
         json_path.write_text(json.dumps(data, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
         md = report_to_markdown(report)
         md_path.write_text(md, encoding="utf-8")
-        print(md.split("\n## ")[0])
+        print("\n## ".join(md.split("\n## ")[:2]))
         print(f"报告：{json_path}，{md_path}")
     return 0

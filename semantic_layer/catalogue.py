@@ -116,6 +116,7 @@ class Metric(BaseModel):
     time_agg: str = "sum"  # sum | latest (stocks and year-to-date values: latest period in range)
     growth_metric: str | None = None
     plan_metric: str | None = None
+    plan_filters: list[str] = Field(default_factory=list)  # the actual's own scope, applied to the plan too
     requires: str | None = None
 
 

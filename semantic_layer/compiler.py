@@ -65,7 +65,7 @@ class Compiler:
         for m in q.metrics:
             if m not in cat.metrics:
                 raise CompileError(f"未知指标：{m}")
-        names = {d for d in q.dimensions} | {f.dimension for f in q.filters}
+        names = {d for d in q.dimensions} | {f.dimension for f in q.filters} | {f.dimension for f in q.denominator}
         for d in names:
             if d not in cat.dimensions:
                 raise CompileError(f"未知维度：{d}")
@@ -203,6 +203,7 @@ class Compiler:
         grain: str | None = None,
         with_having: bool = True,
         expr_override: str | None = None,
+        extra_filters: list[str] | None = None,
     ) -> tuple[exp.Select, list[tuple[str, exp.Expression]]]:
         """One metric's aggregate: SELECT keys..., expr AS metric FROM model GROUP BY keys."""
         cat = self.cat
@@ -211,7 +212,7 @@ class Compiler:
         dims = [cat.dimensions[d] for d in q.dimensions]
         key_exprs: list[tuple[str, exp.Expression]] = [(d.name, _parse(d.expr_for(model.name))) for d in dims]
         key_exprs += self._time_keys(model, grain)
-        conds: list[exp.Expression] = [_parse(f) for f in metric.filters]
+        conds: list[exp.Expression] = [_parse(f) for f in [*metric.filters, *(extra_filters or [])]]
         filtered_dims = set()
         for flt in q.filters:
             if flt.dimension == drop_filter:
@@ -292,7 +293,7 @@ class Compiler:
             sel, _ = self.aggregate(m, q, tr)
             ctes.append((f"m{i}", sel))
             columns.append(OutputColumn(m.name, m.label, m.unit, "metric"))
-            if m.growth_metric and q.compare in ("yoy",):
+            if m.growth_metric and q.compare == "yoy":
                 g = cat.metrics[m.growth_metric]
                 gsel, _ = self.aggregate(g, q, tr)
                 ctes.append((f"g{i}", gsel))
@@ -319,23 +320,23 @@ class Compiler:
                 extra_selects.append(_col(f"g{i}", m.growth_metric).as_(f"{m.name}_growth_pct"))
 
         change_col: str | None = None
-        if q.compare in ("yoy", "mom"):
+        if q.compare in ("yoy", "mom", "diff"):
             if tr is None:
                 raise CompileError("同比、环比需要时间范围")
             if grain:
                 unit = {"year": 12, "quarter": 3, "month": 1}[grain]
-                months = 12 if q.compare == "yoy" else unit
+                months = unit if q.compare == "mom" else 12
             else:
-                months = 12 if q.compare == "yoy" else tr.months
+                months = q.offset_months or (tr.months if q.compare == "mom" else 12)
             prev_tr = tr.shifted(months)
-            prev_label = "上年同期" if q.compare == "yoy" else "上期"
+            prev_label = "上年同期" if q.compare != "mom" and not q.offset_months else ("上期" if q.compare == "mom" else "对比期")
             for i, m in enumerate(metrics):
-                if m.growth_metric:
+                if m.growth_metric and q.compare == "yoy":
                     change_col = change_col or f"{m.name}_growth_pct"
                     continue
                 sel, _ = self.aggregate(m, q, prev_tr, with_having=False)
                 ctes.append((f"p{i}", sel))
-                shift = {"year": 1 if q.compare == "yoy" else 1} if grain == "year" else (
+                shift = {"year": 1} if grain == "year" else (
                     {"months": months} if grain else None)
                 joins.append((f"p{i}", key_join(f"m{i}" if i == 0 else "m0", f"p{i}", shift)))
                 cur, prev = _col(f"m{i}", m.name), _col(f"p{i}", m.name)
@@ -347,7 +348,7 @@ class Compiler:
                 columns += [
                     OutputColumn(f"{m.name}_prev", f"{m.label}（{prev_label}）", m.unit, "compare"),
                     OutputColumn(f"{m.name}_diff", "增减额", m.unit, "compare"),
-                    OutputColumn(f"{m.name}_growth_pct", "增长率" if q.compare == "yoy" else "环比增长率", "%", "compare"),
+                    OutputColumn(f"{m.name}_growth_pct", "环比增长率" if q.compare == "mom" else "增长率", "%", "compare"),
                 ]
                 change_col = change_col or f"{m.name}_diff"
             notes.append(f"对比期：{prev_tr.start} 至 {prev_tr.end}")
@@ -357,6 +358,20 @@ class Compiler:
                 m1 = metrics[1]
                 extra_selects.append(_parse(f"m0.{m0.name} / NULLIF(m1.{m1.name}, 0) * 100").as_("share_pct"))
                 columns.append(OutputColumn("share_pct", f"{m0.label}占{m1.label}比重", "%", "compare"))
+            elif q.denominator:
+                denom_dims = {f.dimension for f in q.denominator}
+                base = q.model_copy(update={"filters": [f for f in q.filters if f.dimension not in denom_dims] + list(q.denominator)})
+                sel, _ = self.aggregate(m0, base, tr)
+                ctes.append(("t0", sel))
+                joins.append(("t0", key_join("m0", "t0")))
+                extra_selects += [
+                    _col("t0", m0.name).as_(f"{m0.name}_total"),
+                    _parse(f"m0.{m0.name} / NULLIF(t0.{m0.name}, 0) * 100").as_("share_pct"),
+                ]
+                columns += [
+                    OutputColumn(f"{m0.name}_total", f"{m0.label}（分母）", m0.unit, "compare"),
+                    OutputColumn("share_pct", "占比", "%", "compare"),
+                ]
             elif q.share_of:
                 sel, _ = self.aggregate(m0, _without_dimension(q, q.share_of), tr, drop_filter=q.share_of)
                 ctes.append(("t0", sel))
@@ -390,7 +405,8 @@ class Compiler:
                 if tr:
                     (y1, _), (y2, _) = tr.start_ym, tr.end_ym
                     plan_tr = TimeRange(start=f"{y1}-01", end=f"{y2}-12", grain=plan_grain)
-                sel, _ = self.aggregate(plan, plan_q.model_copy(update={"time": plan_tr}), plan_tr, grain=plan_grain)
+                sel, _ = self.aggregate(plan, plan_q.model_copy(update={"time": plan_tr}), plan_tr, grain=plan_grain,
+                                        extra_filters=m.plan_filters)
                 ctes.append((f"b{i}", sel))
                 conds = [exp.EQ(this=_col("m0", k), expression=_col(f"b{i}", k)) for k in q.dimensions]
                 if grain:
@@ -419,7 +435,7 @@ class Compiler:
                 final = final.with_(alias, as_=sel)
             if q.change and change_col:
                 op = exp.LT if q.change == "decline" else exp.GT
-                final = final.where(op(this=_change_expression(metrics), expression=exp.Literal.number(0)))
+                final = final.where(op(this=_change_expression(metrics, q.compare), expression=exp.Literal.number(0)))
 
         # ordering
         order: list[exp.Ordered] = []
@@ -468,9 +484,9 @@ def _order_target(field_name: str, columns: list[OutputColumn], metrics: list[Me
     return None
 
 
-def _change_expression(metrics: list[Metric]) -> exp.Expression:
+def _change_expression(metrics: list[Metric], compare: str | None) -> exp.Expression:
     m = metrics[0]
-    if m.growth_metric:
+    if m.growth_metric and compare == "yoy":
         return _col("g0", m.growth_metric)
     return _parse(f"m0.{m.name} - p0.{m.name}")
 

@@ -10,7 +10,10 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator
 
 Grain = Literal["year", "quarter", "month"]
-Compare = Literal["yoy", "mom", "share", "ratio", "execution"]
+Compare = Literal["yoy", "mom", "diff", "share", "ratio", "execution"]
+"""yoy: against the same period a year before (published growth where the metric has one);
+diff: the same comparison computed from the values even where a published rate exists;
+mom: against the previous period; share/ratio: part of a total; execution: actual ÷ plan."""
 
 
 class Filter(BaseModel):
@@ -83,6 +86,12 @@ class StructuredQuery(BaseModel):
     compare: Compare | None = None
     share_of: str | None = Field(
         default=None, description="share: the filter dimension dropped for the denominator"
+    )
+    denominator: list[Filter] = Field(
+        default_factory=list, description="share: filters that replace same-dimension filters for the denominator"
+    )
+    offset_months: int | None = Field(
+        default=None, ge=1, le=600, description="yoy/mom against an explicit earlier period, in months"
     )
     change: Literal["decline", "increase"] | None = Field(
         default=None, description="with yoy/mom: keep only groups that fell / rose"
