@@ -16,6 +16,13 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(PIP) install -q -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
+# Optional embeddings backend (sentence-transformers); torch pinned first so pip takes the CPU build.
+ST_STAMP := $(VENV)/.installed-st
+$(ST_STAMP): pyproject.toml | $(STAMP)
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[st]"
+	touch $(ST_STAMP)
+
 setup: $(STAMP)
 
 ## Quickstart 1: set up, build the full demo warehouse, answer two real questions.
@@ -36,7 +43,7 @@ browser-deps:
 	fi
 
 ## Quickstart 2: set up and run the whole test suite.
-test: setup browser-deps
+test: setup $(ST_STAMP) browser-deps
 	$(BIN)/python -m pytest -q -m "not realllm"
 
 test-fast: setup

@@ -832,6 +832,9 @@ class LLMAgent:
             if isinstance(v, str) and d is not None:
                 v = v.strip()
                 table = self._label_maps["members"].get(d.name, {})
+                if v not in table:
+                    bare = re.sub(r"(壮族自治区|回族自治区|维吾尔自治区|自治区|特别行政区|省|市)$", "", v)
+                    v = bare if bare in table else v
                 v = table.get(v, v)
             fixed.append(v)
         f["values"] = fixed
@@ -963,22 +966,34 @@ class LLMAgent:
             return ""
         return "问题中识别到的数据目录条目：\n" + "\n".join(lines)
 
-    def _store_hits(self, question: str) -> list:
+    def _store(self):
+        """The retrieval store when one is attached and built (assistant.resolver.store()), else None."""
         store = getattr(self.assistant, "retrieval_store", None)
         if store is None:
             store = getattr(getattr(self.assistant, "resolver", None), "store", None)
-        if store is None or not hasattr(store, "search"):
+            if callable(store) and not hasattr(store, "search"):
+                try:
+                    store = store()
+                except Exception as e:  # noqa: BLE001 - retrieval is an optional aid
+                    log.info("retrieval store unavailable: %s", e)
+                    return None
+        return store if store is not None and hasattr(store, "search") else None
+
+    def _store_hits(self, question: str, kinds: list[str] | None = None, k: int = 6, threshold: float | None = None) -> list:
+        store = self._store()
+        if store is None:
             return []
+        if threshold is None:
+            try:
+                from .retrieval import DEFAULT_THRESHOLD as threshold
+            except Exception:  # noqa: BLE001
+                threshold = 0.45
         try:
-            from .retrieval import DEFAULT_THRESHOLD
-        except Exception:  # noqa: BLE001
-            DEFAULT_THRESHOLD = 0.45
-        try:
-            hits = store.search(question, k=6)
+            hits = store.search(question, k=k, kinds=kinds or ["metric", "dimension", "member", "column"])
         except Exception as e:  # noqa: BLE001 - retrieval is an optional aid
             log.info("retrieval failed: %s", e)
             return []
-        return [h for h in hits if getattr(h, "score", 0) >= DEFAULT_THRESHOLD]
+        return [h for h in hits if getattr(h, "score", 0) >= threshold]
 
     # ------------------------------------------------------------------ catalogue summary
     def catalogue_summary(self) -> str:
@@ -994,7 +1009,7 @@ class LLMAgent:
             dims = [d.name for d in cat.dimensions.values() if model_name in d.models and not d.sensitive]
             lines.append(f"[{model_name}｜表 {model.table}｜{grain_cn.get(model.time.grain, model.time.grain)}] 维度：{'、'.join(dims) or '无'}")
             for m in metrics:
-                syn = [s for s in m.synonyms if s != m.label][:5]
+                syn = [s for s in m.synonyms if s != m.label][:3]
                 extra = []
                 if m.time_agg == "latest":
                     extra.append("存量/累计值")
@@ -1027,14 +1042,16 @@ class LLMAgent:
             return "；标志，values 写 [true]"
         if not members:
             return ""
-        if d.match == "prefix" and d.key:  # subjects: codes, class and item level
-            keys = sorted(k for k in members if len(k) <= 3 or (len(k) <= 5 and k.startswith("10")) or k in ("1030148",))
-            shown = "、".join(f"{k}{members[k]}" for k in keys[:70])
-            return f"；成员写科目编码（前缀汇总下级）：{shown}"
+        if d.match == "prefix" and d.key:  # subjects: codes; names are converted to codes
+            keys = sorted(k for k in members if len(k) <= 3)
+            shown = "、".join(f"{k}{members[k]}" for k in keys[:4])
+            return f"；成员写科目编码或科目名称（按编码前缀汇总下级），如 {shown}、10101增值税"
         names = sorted(set(members.values()))
-        if len(names) <= 40:
-            return f"；成员：{'、'.join(names)}"
-        return f"；成员{len(names)}个（如 {'、'.join(names[:4])} 等）"
+        totals = [t.value for model in self.cat.models.values() for t in model.totals if t.dimension == d.name]
+        tail = f"；合计行为“{totals[0]}”" if totals else ""
+        if len(names) <= 20:
+            return f"；成员：{'、'.join(names)}{tail}"
+        return f"；成员{len(names)}个，如 {'、'.join(n for n in names[:6] if n not in totals)} 等{tail}"
 
     # ------------------------------------------------------------------ examples
     def _load_hand_examples(self) -> list[dict]:
@@ -1068,6 +1085,11 @@ class LLMAgent:
             return []
         qg = _bigrams(question)
         scored = sorted(items, key=lambda it: -len(qg & _bigrams(it["question"])) / (len(qg | _bigrams(it["question"])) or 1))
+        by_text = {it["question"]: it for it in items}
+        near = [by_text[h.entry.payload.get("question")] for h in self._store_hits(question, ["example"], k=2 * k, threshold=0.0)
+                if isinstance(h.entry.payload, dict) and h.entry.payload.get("question") in by_text]
+        if near:  # semantic neighbours from the retrieval index (train split only), then the rest
+            scored = near + [it for it in scored if it not in near]
         out: list[dict] = []
         groups: set = set()
         for it in scored:

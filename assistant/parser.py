@@ -21,8 +21,8 @@ from .vocabulary import Sense, Vocabulary
 MAX_QUESTION_CHARS = 500
 
 WRITE = re.compile(
-    r"(删除|删掉|删了|清空|清除|修改|篡改|改成|改为|改一下|插入|写入|覆盖|销毁|新增[一1](?:笔|条|项|个)|添加[一1](?:笔|条|项|个)|录入|登记[一1](?:笔|条)|补录|作废|撤销[一1](?:笔|条)|"
-    r"\b(drop|delete|update|insert|truncate|alter|create|attach|copy|pragma|grant|revoke|merge)\b)",
+    r"(删除|删掉|删了|清空|清除|修改|篡改|改成|改为|改一下|插入|写入|覆盖|销毁|撤销|撤回|冲销|冲红|退回|新增[一1](?:笔|条|项|个)|添加[一1](?:笔|条|项|个)|录入|登记[一1](?:笔|条)|补录|作废|撤销[一1](?:笔|条)|"
+    r"(?<![a-z])(drop|delete|update|insert|truncate|alter|create|attach|copy|pragma|grant|revoke|merge)(?![a-z]))",
     re.I,
 )
 SENSITIVE = re.compile(r"(身份证|手机号|电话号码|家庭住址|银行账号|银行卡号|(个人|自然人).{0,8}(姓名|名字|名单|是谁|有谁|有哪些|都是谁)|(姓名|名字).{0,4}(个人|自然人)|哪些个人|哪个人|哪位个人)")
@@ -46,6 +46,8 @@ DATA_HINT = re.compile(r"收入|支出|税|预算|财政|经济|产值|GDP|gdp|�
 DEICTIC = re.compile(r"(这个|那个|该|这家|那家|这些|那些|本)$")
 COMPOSITION = re.compile(r"构成|结构|组成|明细|分项|按项目|各项")
 PLAN_AFTER = re.compile(r"^(的)?(预算数|预算安排|预算|计划数|计划|任务数|任务)")
+SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤"
+PERSON_MONEY = re.compile(rf"^[{SURNAMES}][\u4e00-\u9fff]{{1,2}}(去年|今年|前年|从|在|一共|总共|累计)?.{{0,6}}(领|收到|拿|获得|得到)(了)?")
 GREETING = re.compile(r"^(你好|您好|hi|hello|在吗|谢谢|再见)[!！。.?？]*$", re.I)
 
 
@@ -89,11 +91,11 @@ class RuleParser:
             return ParseResult("refuse", reason="没有识别到文字内容，请用中文描述要查询的数据。")
         if SQL_TEXT.match(text):
             return ParseResult("refuse", reason="请用中文提问；如需直接运行 SQL，请使用分析师视图的 SQL 编辑器（仍会经过安全校验）。")
-        if WRITE.search(text):
+        if WRITE.search(text) or WRITE.search(question):
             return ParseResult("refuse", reason="有数只能查询数据，不能删除、修改或写入数据。")
         if INJECTION.search(text):
             return ParseResult("refuse", reason="问题中包含试图改变系统规则的指令，已拒绝。请直接描述要查询的数据。")
-        if SENSITIVE.search(text):
+        if SENSITIVE.search(text) or PERSON_MONEY.search(text):
             return ParseResult("refuse", reason="该问题涉及个人或敏感信息，按数据安全规定不能查询。")
         if NON_DATA.search(text):
             return ParseResult("refuse", reason="抱歉，这不是数据查询问题，有数只回答经开区财政、税收、经济运行和各省预算收支等数据问题。")
@@ -207,6 +209,7 @@ class RuleParser:
         notes: list[str] = []
         region_mode = any(s.target == "region" for m in mentions for s in m.senses if s.kind in ("member", "dimension"))
 
+        dim_mentions_all = [m for m in mentions if m.of("dimension") and not m.of("metric")]
         metric_mentions: list[Mention] = []
         member_mentions: list[Mention] = []
         dim_mentions: list[Mention] = []
@@ -240,7 +243,7 @@ class RuleParser:
                 compatible = [c for c in cands if self._compatible(c, member_mentions, flag_mentions)]
                 cands = compatible or cands
             if len(cands) > 1:
-                implied = [c for c in cands if c in self._member_defaults(member_mentions)]
+                implied = [c for c in cands if c in self._member_defaults(member_mentions + dim_mentions_all)]
                 cands = implied or cands
             if len(cands) > 1 and metrics and any(c in metrics for c in cands):
                 continue
@@ -282,6 +285,9 @@ class RuleParser:
             sense = self._pick_sense(mm.of("member"), metrics)
             if sense is None and self._pick_sense(mm.of("dimension"), metrics):
                 dim_mentions.append(mm)  # the word names a dimension here, not a member
+                continue
+            if sense is None and all(cat.dimensions[x.target].weak_members for x in mm.of("member")):
+                notes.append(f"“{mm.term}”在此处不作为筛选条件")
                 continue
             if sense is None:
                 raise _Clarify({"question": f"“{mm.term}”不能用于“{cat.metrics[primary].label}”，您要查询哪个指标？",
@@ -424,6 +430,9 @@ class RuleParser:
                     limit = top_n
                 elif WHICH.search(mtext) and not WHICH_MANY.search(mtext):
                     limit = 1
+                elif re.search(r"最(多|高|大|少|低|小)", mtext) and not WHICH_MANY.search(mtext) \
+                        and not re.search(r"排名|排行|排序", mtext):
+                    limit = 1
         elif top_n and not dims:
             notes.append("没有识别到要排名的对象")
 
@@ -473,6 +482,10 @@ class RuleParser:
         """The default metrics the mentioned members imply (增值税 → 一般公共预算收入)."""
         out = []
         for m in members:
+            for s in m.of("dimension"):
+                rule = self.cat.dimensions[s.target].default_metric
+                if isinstance(rule, str):
+                    out.append(rule)
             for s in m.of("member"):
                 rule = self.cat.dimensions[s.target].default_metric
                 if isinstance(rule, DefaultMetricRule):

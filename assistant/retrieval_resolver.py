@@ -70,6 +70,8 @@ class RetrievalResolver:
         if notes:
             again = self.assistant.parser.parse(rewritten, as_of, context=ctx)
             again.notes = notes + again.notes
+            if parsed.status == "ok" and again.status != "ok":
+                return None  # the rewrite made an understood question worse: keep the rule reading
             if again.status != "ok" or not again.unmatched or len(again.unmatched) < len(parsed.unmatched):
                 again.confidence = min(again.confidence, 0.85) if again.status == "ok" else again.confidence
                 return again

@@ -585,10 +585,11 @@ def build_app(assistant: Assistant) -> gr.Blocks:
             out[clarify_row] = gr.update(visible=bool(opts))
             for i, b in enumerate(clarify_btns):
                 out[b] = gr.update(value=opts[i], visible=True) if i < len(opts) else gr.update(value="", visible=False)
-            if status != "answered":
-                # keep the previous answer's details on screen; a clarification or refusal has none
-                return out
-            out[last_state] = result
+            return out
+
+        def _detail_updates(result: dict) -> dict:
+            """The right-hand panel (chart, table, downloads, 来源) for an answered question."""
+            out: dict = {last_state: result}
             out[answer_head] = f"#### 回答详情\n{_md_escape(result.get('answer'))}"
             rows, cols = result.get("rows") or [], result.get("columns") or []
             try:
@@ -615,13 +616,16 @@ def build_app(assistant: Assistant) -> gr.Blocks:
             return out
 
         def _ask(text: str, role_value: str, history: list, conv, request: gr.Request | None):
+            """Generator: the question at once, then the answer sentence, then the details panel."""
             text = (text or "").strip()
             history = list(history or [])
             if conv is None:
                 conv = Conversation()
             if not text:
-                return {question: ""}
+                yield {question: ""}
+                return
             history.append({"role": "user", "content": text})
+            yield {chatbot: history, question: ""}
             t0 = time.perf_counter()
             try:
                 result = assistant.ask(text, role=role_value or None, conversation=conv, user=user_of(request))
@@ -634,28 +638,36 @@ def build_app(assistant: Assistant) -> gr.Blocks:
                 message = "**出错了**：处理问题时发生内部错误，请换个说法再试，或联系管理员。"
             try:
                 out = _answer_updates(history, conv, result, message)
-                log.info("问答 %s → %s，处理 %.0f 毫秒", text[:40], (result or {}).get("status"),
-                         (time.perf_counter() - t0) * 1000)
-                return out
             except Exception:
                 log.exception("rendering the answer failed")
                 history.append({"role": "assistant", "content": "**出错了**：答案显示失败，请重试。"})
-                return {chatbot: history, question: "", conv_state: conv}
+                yield {chatbot: history, question: "", conv_state: conv}
+                return
+            yield out
+            if result is not None and result.get("status") == "answered":
+                try:
+                    yield _detail_updates(result)
+                except Exception:
+                    log.exception("rendering the answer details failed")
+            # a clarification or refusal keeps the previous answer's details on screen
+            log.info("问答 %s → %s，处理 %.0f 毫秒", text[:40], (result or {}).get("status"),
+                     (time.perf_counter() - t0) * 1000)
 
         def ask_text(text, role_value, history, conv, request: gr.Request):
-            return _ask(text, role_value, history, conv, request)
+            yield from _ask(text, role_value, history, conv, request)
 
         def ask_refined(i: int):
             def handler(refined, role_value, history, conv, request: gr.Request):
                 refined = refined or []
                 if i >= len(refined):
-                    return {clarify_row: gr.update(visible=False)}
-                return _ask(refined[i], role_value, history, conv, request)
+                    yield {clarify_row: gr.update(visible=False)}
+                    return
+                yield from _ask(refined[i], role_value, history, conv, request)
             return handler
 
         def ask_example(i: int):
             def handler(role_value, history, conv, request: gr.Request):
-                return _ask(EXAMPLE_QUESTIONS[i], role_value, history, conv, request)
+                yield from _ask(EXAMPLE_QUESTIONS[i], role_value, history, conv, request)
             return handler
 
         def new_conversation():

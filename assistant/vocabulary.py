@@ -56,7 +56,7 @@ class Vocabulary:
     # ------------------------------------------------------------------ building
     def _add(self, term: str, sense: Sense) -> None:
         term = term.strip()
-        if len(term) < 2 and not re.match(r"[A-Za-z]", term):
+        if len(term) < 2 and not re.match(r"[A-Za-z]", term) and sense.kind != "dimension":
             return
         senses = self.terms.setdefault(term, [])
         if sense not in senses:
@@ -140,7 +140,8 @@ class Vocabulary:
         """One-character typos of longer catalogue words (预箅 → 预算): pattern with '?' → term."""
         index: dict[str, str | None] = {}
         for term, senses in self.terms.items():
-            if len(term) < 5 or not re.fullmatch(r"[\u4e00-\u9fff()（）]+", term):
+            names = any(s.kind == "member" and s.target in ("subject", "department", "industry") for s in senses)
+            if len(term) < (4 if names else 5) or not re.fullmatch(r"[\u4e00-\u9fff()（）]+", term):
                 continue
             if any(s.kind == "member" and s.target in ("enterprise", "project") for s in senses):
                 continue
@@ -155,7 +156,7 @@ class Vocabulary:
         """Replace a run that differs from a catalogue word by one character; returns notes."""
         notes = []
         exact = [(a, b) for a, b, term, _ in self.match(text) if len(term) >= 3]
-        for length in range(10, 4, -1):
+        for length in range(10, 3, -1):
             i = 0
             while i + length <= len(text):
                 window = text[i:i + length]

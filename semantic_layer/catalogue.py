@@ -98,6 +98,7 @@ class Dimension(BaseModel):
     count_unit: str | None = None
     count_metric: str | None = None
     sensitive: bool = False
+    weak_members: bool = False  # members are common words (企业, 个人, 单位): ignored where they don't fit
     models: list[str]
 
     def expr_for(self, model: str) -> str:
@@ -117,6 +118,7 @@ class Metric(BaseModel):
     growth_metric: str | None = None
     plan_metric: str | None = None
     plan_filters: list[str] = Field(default_factory=list)  # the actual's own scope, applied to the plan too
+    default_filters: dict[str, list[str]] = Field(default_factory=dict)  # dimension → members unless the query says otherwise
     requires: str | None = None
 
 

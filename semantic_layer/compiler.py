@@ -15,7 +15,7 @@ import sqlglot
 from sqlglot import exp
 
 from .catalogue import Catalogue, Dimension, Metric, Model
-from .query import StructuredQuery, TimeRange
+from .query import Filter, StructuredQuery, TimeRange
 
 DIALECT = "duckdb"
 TIME_LABELS = {"year": "年度", "quarter": "季度", "month": "月份"}
@@ -214,7 +214,9 @@ class Compiler:
         key_exprs += self._time_keys(model, grain)
         conds: list[exp.Expression] = [_parse(f) for f in [*metric.filters, *(extra_filters or [])]]
         filtered_dims = set()
-        for flt in q.filters:
+        asked = {f.dimension for f in q.filters} | set(q.dimensions)
+        defaults = [Filter(dimension=d, values=v) for d, v in metric.default_filters.items() if d not in asked]
+        for flt in [*q.filters, *defaults]:
             if flt.dimension == drop_filter:
                 continue
             filtered_dims.add(flt.dimension)
