@@ -652,10 +652,10 @@ class RuleParser:
         update["metrics"] = metrics
         update["dimensions"] = dims
         update["filters"] = [Filter(dimension=d, values=v) for d, v in filters.items()]
-        if top_n:
-            update["limit"] = top_n
-            if not ctx.order_by and (dims or ctx.dimensions):
-                update["order_by"] = [OrderBy(field=metrics[0], desc=not RANK_ASC.search(text))]
+        ranked = RANK_DESC.search(text) or RANK_ASC.search(text) or WHICH.search(text)
+        if (top_n or ranked) and (dims or ctx.dimensions):
+            update["order_by"] = [OrderBy(field=metrics[0], desc=not RANK_ASC.search(text))]
+            update["limit"] = top_n or (1 if not WHICH_MANY.search(text) else None)
         if YOY.search(text) and not ctx.compare:
             update["compare"] = "yoy"
         if SHARE.search(text):

@@ -393,3 +393,19 @@ def test_follow_up_breakdown_and_top(assistant, con):
     assert "department" in [c["name"] for c in r["columns"]]
     r = ask(assistant, "只看前五", conversation=conv)
     assert len(r["rows"]) == 5
+
+
+@pytest.mark.parametrize("turns", [
+    [("2021年税收收入", None), ("其中增值税呢", "SELECT SUM(amount_wan) FROM fact_budget_revenue WHERE year = 2021 AND subject_code = '10101'"),
+     ("那2020年呢？", "SELECT SUM(amount_wan) FROM fact_budget_revenue WHERE year = 2020 AND subject_code = '10101'")],
+    [("2021年各部门支出", None), ("哪个最多", "SELECT MAX(v) FROM (SELECT SUM(amount_wan) v FROM fact_budget_expenditure WHERE year = 2021 GROUP BY dept_code)")],
+    [("2019年广东省税收收入是多少", None), ("江苏呢", "SELECT value_yi FROM pub_region_budget WHERE year = 2019 AND region = '江苏' AND item = '税收收入'")],
+    [("去年GDP是多少", None), ("第二产业呢", "SELECT value_yi_ytd FROM fact_gdp WHERE year = 2025 AND quarter = 4 AND sector = '第二产业'")],
+])
+def test_conversations(assistant, con, turns):
+    conv = Conversation()
+    for question, sql in turns:
+        r = ask(assistant, question, conversation=conv)
+        if sql:
+            first_metric = next(c["name"] for c in r["columns"] if c["unit"])
+            assert close(col(r, first_metric)[0], scalar(con, sql)), (question, r["sql"])
