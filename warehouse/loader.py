@@ -75,13 +75,14 @@ MAX_IDENT = 63
 class LoadError(ValueError):
     """Everything that is wrong with one load, in Chinese; the CLI prints it after ``错误：``."""
 
-    def __init__(self, problems: Iterable[str] | str, *, title: str | None = None, more: int = 0):
+    def __init__(self, problems: Iterable[str] | str, *, title: str | None = None, more: int = 0,
+                 total: int | None = None):
         self.problems = [problems] if isinstance(problems, str) else list(problems)
         self.more = more
         if len(self.problems) == 1 and not more and not title:
             text = self.problems[0]
         else:
-            n = len(self.problems) + more
+            n = total if total is not None else len(self.problems) + more
             head = title or f"发现 {n:,} 处问题，未导入"
             lines = [f"{head}（数据仓库未改动）："] + [f"  {i}. {p}" for i, p in enumerate(self.problems, 1)]
             if more:
@@ -115,14 +116,15 @@ class _Problems:
         return bool(self.items or self.more)
 
     def raise_if_any(self, title: str | None = None) -> None:
-        items = sorted(self.items)
-        for column, n in self.per_column.items():
-            if n > MAX_PER_COLUMN:
-                items.append(((1 << 62, 0, 0), f"列“{column}”另有 {n - MAX_PER_COLUMN:,} 个值有同样的问题"))
-        more = self.more + max(0, len(items) - MAX_PROBLEMS)
-        listed = [text for _, text in items[:MAX_PROBLEMS]]
-        if listed or more:
-            raise LoadError(listed, title=title, more=more)
+        details = [text for _, text in sorted(self.items)]
+        summaries = [(n - MAX_PER_COLUMN, f"列“{column}”另有 {n - MAX_PER_COLUMN:,} 个值有同样的问题")
+                     for column, n in self.per_column.items() if n > MAX_PER_COLUMN]
+        listed = details[:MAX_PROBLEMS - min(len(summaries), MAX_PROBLEMS // 2)]
+        room = MAX_PROBLEMS - len(listed)
+        covered = len(listed) + sum(k for k, _ in summaries[:room])
+        listed += [text for _, text in summaries[:room]]
+        if listed or self.more:
+            raise LoadError(listed, title=title, more=self._seq - covered, total=self._seq)
 
 
 def _row(n: int) -> str:
