@@ -63,8 +63,10 @@ def _assistant(args):
 
 def cmd_ask(args) -> int:
     assistant = _assistant(args)
+    import getpass
+
     result = assistant.ask(args.question, as_of=_as_of(args.as_of), role=args.role, mode=args.mode,
-                           user=os.environ.get("USER", ""))
+                           user=os.environ.get("YOUSHU_USER") or getpass.getuser())
     if args.json:
         sys.stdout.write(json.dumps(result, ensure_ascii=False, default=str) + "\n")
         return 0
@@ -158,13 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_serve)
 
     au = sub.add_parser("audit", help="查看审计日志")
-    au.add_argument("--user")
-    au.add_argument("--role")
-    au.add_argument("--status")
-    au.add_argument("--contains")
-    au.add_argument("--since")
-    au.add_argument("--limit", type=int, default=50)
-    au.add_argument("--json", action="store_true")
+    from semantic_layer.audit import add_audit_arguments
+
+    add_audit_arguments(au)
     au.set_defaults(func=cmd_audit)
 
     be = sub.add_parser("bench", help="性能基准")

@@ -45,8 +45,8 @@ class Assistant:
         self.db_path = Path(db_path or DEFAULT_DB)
         if not self.db_path.exists():
             raise FileNotFoundError(f"找不到数据仓库文件：{self.db_path}。请先运行 `youshu warehouse build`。")
-        self.catalogue = catalogue or load_catalogue()
-        self.executor = Executor(self.db_path)
+        self.catalogue = catalogue or self._catalogue_for(self.db_path)
+        self.executor = Executor.shared(self.db_path)
         con = self.executor._cursor()  # the executor's own read-only connection
         try:
             members = load_members(con, self.catalogue)
@@ -62,6 +62,14 @@ class Assistant:
         self.audit = audit
         self.resolver = RetrievalResolver(self)  # loads embeddings only when a phrase needs them
         self.llm_agent = None
+
+    @staticmethod
+    def _catalogue_for(db_path: Path) -> Catalogue:
+        """The shipped catalogue, plus the user tables loaded into this warehouse (catalogue.d)."""
+        extra = Path(db_path).expanduser().resolve().parent / "catalogue.d"  # warehouse.loader.user_catalogue_dir
+        if extra.is_dir() and any(extra.glob("*.yaml")):
+            return Catalogue.load(extra=extra)
+        return load_catalogue()
 
     def _extents(self, con) -> dict[str, tuple[int, int]]:
         """The latest (year, month) each model has data for."""

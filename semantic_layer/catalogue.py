@@ -148,10 +148,13 @@ class Catalogue(BaseModel):
         return cat
 
     @classmethod
-    def load(cls, path: Path | str | None = None) -> "Catalogue":
-        """Load a catalogue from a YAML file or a folder of YAML files."""
+    def load(cls, path: Path | str | None = None, extra: Path | str | None = None) -> "Catalogue":
+        """Load a catalogue from a YAML file or a folder of YAML files, plus an optional folder of
+        users' own table catalogues (`warehouse load` writes them beside the warehouse)."""
         path = Path(path) if path else CATALOGUE_DIR
         files = sorted(path.glob("*.yaml")) if path.is_dir() else [path]
+        if extra and Path(extra).is_dir():
+            files += sorted(Path(extra).glob("*.yaml"))
         merged: dict[str, Any] = {}
         for file in files:
             data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
