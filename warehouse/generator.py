@@ -643,6 +643,10 @@ class _Gen:
         profit = np.exp(rng.normal(0, 0.7, self.n_ent))  # EIT depends on profitability
 
         base_mix = np.array([t[3] for t in TAX_SUBJECTS])
+        # filing probability by (month, industry) -> subject, one gather per year
+        ptab = np.clip(pm.T[:, None, :] * pi.T[None, :, :] * p_base[None, None, :], 0, 1)
+        ptab = ptab.reshape(12 * NIND, ns)
+        pow_sub = np.isin(np.arange(ns), (4, 6, 8))  # property-type taxes: less than linear
         years_out = []
         local_wc = np.zeros((NY, 12, ns), dtype=np.int64)  # local tax, 0.01 万元
         for j, y in enumerate(YEARS):
@@ -651,7 +655,7 @@ class _Gen:
             M = self.op_mi[sel] - j * 12  # 0..11
             R = self.op_rev[sel].astype(np.float64)
             IND = self.ent_ind[E]
-            P = np.clip(p_base[None, :] * pm[:, M].T * pi[:, IND].T, 0, 1)  # (nem, ns)
+            P = ptab[M * NIND + IND]  # (nem, ns)
             N = int(round(TAX_ROWS[y] * self.scale))
             expected = P.sum()
             if expected > N:  # thin so that about N rows are drawn
@@ -678,9 +682,11 @@ class _Gen:
             e = E[em_idx]
             m = M[em_idx]
             rev = R[em_idx]
-            rev = np.where(np.isin(s_idx, (4, 6, 8)), rev ** 0.7, rev)
-            raw = rev * am[s_idx, m] * np.exp(rng.normal(0, sigma[s_idx]))
-            raw = np.where(s_idx == 1, raw * profit[e], raw)
+            sel = pow_sub[s_idx]
+            rev[sel] = rev[sel] ** 0.7
+            raw = rev * am[s_idx, m] * np.exp(rng.standard_normal(len(s_idx)) * sigma[s_idx])
+            sel = s_idx == 1
+            raw[sel] *= profit[e[sel]]
             # gross (全口径) targets per subject so that the local share hits the tax target
             mix = base_mix.copy()
             mix[[7, 10]] *= (1 + 0.05 * (y - 2018)) if y <= 2021 else 1.15 * 0.88 ** (y - 2021)
