@@ -383,9 +383,17 @@ class LLMAgent:
                           timeout=c.timeout, max_retries=0, temperature=0, max_tokens=c.max_tokens)
 
     def _structured(self):
+        """The chat model bound for the configured structured-output method (replies parsed by us)."""
         if self._runnable is None:
-            self._runnable = self._llm.with_structured_output(
-                AgentOutput, method=self.config.structured, include_raw=True)
+            method = self.config.structured
+            if method == "function_calling":
+                self._runnable = self._llm.bind_tools([AgentOutput], tool_choice="AgentOutput")
+            elif method == "json_schema":
+                self._runnable = self._llm.bind(response_format={"type": "json_schema", "json_schema": {
+                    "name": "AgentOutput", "description": AgentOutput.__doc__ or "",
+                    "schema": AgentOutput.model_json_schema(), "strict": False}})
+            else:
+                self._runnable = self._llm.bind(response_format={"type": "json_object"})
         return self._runnable
 
     def _call(self, messages: list, stats: dict, timings: dict) -> str:
@@ -417,7 +425,7 @@ class LLMAgent:
             raise LLMUnavailable(f"调用失败（{type(e).__name__}: {str(e)[:120]}）") from None
         finally:
             timings["llm"] = round(timings.get("llm", 0.0) + (time.perf_counter() - t0) * 1000, 2)
-        raw = result.get("raw") if isinstance(result, dict) else result
+        raw = result
         text = self._reply_text(raw)
         usage = getattr(raw, "usage_metadata", None) or {}
         tokens = usage.get("total_tokens") if isinstance(usage, dict) else None
@@ -1051,7 +1059,13 @@ class LLMAgent:
         tail = f"；合计行为“{totals[0]}”" if totals else ""
         if len(names) <= 20:
             return f"；成员：{'、'.join(names)}{tail}"
-        return f"；成员{len(names)}个，如 {'、'.join(n for n in names[:6] if n not in totals)} 等{tail}"
+        shown, size = [], 0
+        for n in sorted((n for n in names if n not in totals), key=len):
+            if len(shown) >= 6 or size + len(n) > 36:
+                break
+            shown.append(n)
+            size += len(n)
+        return f"；成员{len(names)}个，如 {'、'.join(shown)} 等{tail}"
 
     # ------------------------------------------------------------------ examples
     def _load_hand_examples(self) -> list[dict]:
