@@ -6,6 +6,7 @@ and a read-only connection.
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import date
@@ -60,7 +61,9 @@ class Assistant:
         self.writer = AnswerWriter(self.catalogue, self.member_names, self.vocab.member_attrs)
         self.default_role = parse_role(role or self.catalogue.default_role, self.executor, catalogue=self.catalogue)
         self.audit = audit
-        self.resolver = RetrievalResolver(self)  # loads embeddings only when a phrase needs them
+        # loads embeddings only when a phrase needs them; YOUSHU_RETRIEVAL=off turns it off
+        self.resolver = None if os.environ.get("YOUSHU_RETRIEVAL", "on").lower() in ("off", "0", "false") \
+            else RetrievalResolver(self)
         self.llm_agent = None
 
     @staticmethod
