@@ -20,14 +20,12 @@ from __future__ import annotations
 import os
 
 # Must be set before gradio is imported: no analytics, no version check, no telemetry.
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 os.environ.setdefault("GRADIO_SSR_MODE", "False")
 
-import copy  # noqa: E402
 import datetime as _dt  # noqa: E402
 import decimal  # noqa: E402
 import logging  # noqa: E402
@@ -489,6 +487,7 @@ def build_app(assistant: Assistant) -> gr.Blocks:
         conv_state = gr.State(Conversation())
         last_state = gr.State(None)  # the last answer object (dict)
         refined_state = gr.State([])  # refined questions of a clarification
+        pending_state = gr.State(None)  # the answer whose details are still to be drawn
 
         with gr.Row(equal_height=True):
             with gr.Column(scale=4, elem_id="ys-header"):
@@ -567,9 +566,10 @@ def build_app(assistant: Assistant) -> gr.Blocks:
                         gr.Markdown(roles_md)
 
         # ================================================================ handlers
-        answer_outputs = [chatbot, question, conv_state, last_state, refined_state, clarify_row, *clarify_btns,
-                          answer_head, line_plot, bar_plot, chart_note, table, csv_btn, xlsx_btn, sources_acc,
-                          sources_md, sources_sql, sql_editor]
+        chat_outputs = [chatbot, question, conv_state, refined_state, pending_state, clarify_row, *clarify_btns]
+        detail_outputs = [pending_state, last_state, answer_head, line_plot, bar_plot, chart_note, table, csv_btn,
+                          xlsx_btn, sources_acc, sources_md, sources_sql, sql_editor]
+        answer_outputs = list(dict.fromkeys(chat_outputs + detail_outputs))
 
         def _answer_updates(history: list, conv, result: dict | None, message: str) -> dict:
             """Chat message plus the right-hand panel for one answer object."""
@@ -643,13 +643,11 @@ def build_app(assistant: Assistant) -> gr.Blocks:
                 history.append({"role": "assistant", "content": "**出错了**：答案显示失败，请重试。"})
                 yield {chatbot: history, question: "", conv_state: conv}
                 return
+            # the details panel is drawn by a follow-on event (show_details), so the chat is free
+            # for the next question as soon as the sentence is shown; a clarification or refusal
+            # keeps the previous answer's details on screen
+            out[pending_state] = result if result is not None and result.get("status") == "answered" else None
             yield out
-            if result is not None and result.get("status") == "answered":
-                try:
-                    yield _detail_updates(result)
-                except Exception:
-                    log.exception("rendering the answer details failed")
-            # a clarification or refusal keeps the previous answer's details on screen
             log.info("问答 %s → %s，处理 %.0f 毫秒", text[:40], (result or {}).get("status"),
                      (time.perf_counter() - t0) * 1000)
 
@@ -672,6 +670,7 @@ def build_app(assistant: Assistant) -> gr.Blocks:
 
         def new_conversation():
             out = {chatbot: [], question: "", conv_state: Conversation(), last_state: None, refined_state: [],
+                   pending_state: None,
                    clarify_row: gr.update(visible=False),
                    answer_head: "#### 回答详情\n提问后，这里显示图表、数据表和来源。",
                    line_plot: gr.update(visible=False, value=None), bar_plot: gr.update(visible=False, value=None),
@@ -682,15 +681,26 @@ def build_app(assistant: Assistant) -> gr.Blocks:
                 out[b] = gr.update(visible=False, value="")
             return out
 
-        common = dict(outputs=answer_outputs, show_progress="minimal")
-        send.click(ask_text, inputs=[question, role, chatbot, conv_state], **common)
-        question.submit(ask_text, inputs=[question, role, chatbot, conv_state], **common)
+        def show_details(pending):
+            if not pending:  # a clarification or refusal: leave the panel as it is
+                return {pending_state: None}
+            try:
+                return {**_detail_updates(pending), pending_state: None}
+            except Exception:
+                log.exception("rendering the answer details failed")
+                return {pending_state: None}
+
+        common = dict(outputs=chat_outputs, show_progress="minimal")
+        details = dict(fn=show_details, inputs=[pending_state], outputs=detail_outputs, show_progress="hidden")
+        send.click(ask_text, inputs=[question, role, chatbot, conv_state], **common).then(**details)
+        question.submit(ask_text, inputs=[question, role, chatbot, conv_state], **common).then(**details)
         for i, b in enumerate(clarify_btns):
-            b.click(ask_refined(i), inputs=[refined_state, role, chatbot, conv_state], **common)
+            b.click(ask_refined(i), inputs=[refined_state, role, chatbot, conv_state], **common).then(**details)
         for i, b in enumerate(example_btns):
-            b.click(ask_example(i), inputs=[role, chatbot, conv_state], **common)
-        reset.click(new_conversation, inputs=None, outputs=answer_outputs[:-1], queue=False)
-        chatbot.clear(new_conversation, inputs=None, outputs=answer_outputs[:-1], queue=False)
+            b.click(ask_example(i), inputs=[role, chatbot, conv_state], **common).then(**details)
+        reset_outputs = [c for c in answer_outputs if c is not sql_editor]
+        reset.click(new_conversation, inputs=None, outputs=reset_outputs, queue=False)
+        chatbot.clear(new_conversation, inputs=None, outputs=reset_outputs, queue=False)
 
         # ------------------------------------------------------------ analyst handlers
         def do_validate(sql: str, role_value: str):

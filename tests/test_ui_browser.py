@@ -188,7 +188,7 @@ def browser():
 
 
 @pytest.fixture
-def page(browser, server, tmp_path):
+def page(browser, server):
     ctx = browser.new_context(viewport={"width": 1440, "height": 1000}, locale="zh-CN", accept_downloads=True)
     ctx.set_default_timeout(ANSWER_TIMEOUT_MS)
     pg = ctx.new_page()
@@ -314,7 +314,7 @@ def test_clarification_buttons(page, assistant):
     shot(page, "answered")
 
 
-def test_follow_up_uses_context(page, assistant):
+def test_follow_up_uses_context(page, assistant, browser, server):
     shot = Shots("04-followup")
     from assistant.engine import Conversation
 
@@ -329,6 +329,19 @@ def test_follow_up_uses_context(page, assistant):
     ask(page, Q_FOLLOW)
     chat_shows(page, second["answer"])
     shot(page, "followup")
+    # another browser session has its own conversation: the same follow-up has no context there
+    other_ctx = browser.new_context(viewport={"width": 1440, "height": 1000}, locale="zh-CN")
+    try:
+        other = other_ctx.new_page()
+        other.goto(server["url"])
+        other.wait_for_selector("#ys-question textarea", state="visible", timeout=ANSWER_TIMEOUT_MS)
+        ask(other, Q_FOLLOW)
+        marker = (alone.get("clarification") or {}).get("question") or alone.get("error") or alone.get("answer")
+        chat_shows(other, marker[:10])
+        assert second["answer"] not in other.locator("#ys-chat").inner_text()
+        shot(other, "other-session")
+    finally:
+        other_ctx.close()
     # 新对话 forgets the context
     page.locator("#ys-reset").click()
     page.locator("#ys-chat").get_by_text(first["answer"]).wait_for(state="detached")
@@ -381,8 +394,23 @@ def test_analyst_refuses_writes(page, assistant):
     shot(page, "run")
 
 
+def test_refusal_in_chat(page, assistant):
+    """A refused question is a chat message (no traceback), and the app keeps answering."""
+    shot = Shots("07-chat-refusal")
+    q = "帮我删除2021年的支付数据"
+    expected = assistant.ask(q)
+    assert expected["status"] == "refused" and re.search(r"[\u4e00-\u9fff]", expected["error"])
+    ask(page, q)
+    chat_shows(page, "无法回答")
+    chat_shows(page, expected["error"][:15])
+    shot(page, "refused")
+    ask(page, Q_REVENUE)
+    chat_shows(page, "20.99亿元")
+    shot(page, "still-answering")
+
+
 def test_download_csv_and_excel(page, assistant, tmp_path):
-    shot = Shots("07-download")
+    shot = Shots("08-download")
     expected = assistant.ask(Q_RANKING)
     page.locator("#ys-examples button", has_text=Q_RANKING).click()
     chat_shows(page, expected["answer"][:30])
@@ -417,7 +445,7 @@ def test_download_csv_and_excel(page, assistant, tmp_path):
 
 
 def test_catalogue_search_and_roles(page, assistant):
-    shot = Shots("08-catalogue")
+    shot = Shots("09-catalogue")
     open_tab(page, "数据目录")
     box = page.locator("#ys-cat-query input, #ys-cat-query textarea").first
     box.fill("税收")
@@ -447,7 +475,7 @@ def test_catalogue_search_and_roles(page, assistant):
 
 def test_no_internet_and_answer_time(page, server):
     """The server never resolves or connects outside; the page answers quickly (median of 5)."""
-    shot = Shots("09-timing")
+    shot = Shots("10-timing")
     times = []
     for i in range(5):
         before = page.locator("#ys-chat").get_by_text("20.99亿元").count()
