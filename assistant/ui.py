@@ -26,6 +26,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 os.environ.setdefault("GRADIO_SSR_MODE", "False")
 
+import atexit  # noqa: E402
 import datetime as _dt  # noqa: E402
 import decimal  # noqa: E402
 import logging  # noqa: E402
@@ -129,6 +130,7 @@ def _export_dir() -> Path:
     global _EXPORT_DIR
     if _EXPORT_DIR is None or not _EXPORT_DIR.exists():
         _EXPORT_DIR = Path(tempfile.mkdtemp(prefix="youshu-ui-"))
+        atexit.register(shutil.rmtree, _EXPORT_DIR, True)
     return _EXPORT_DIR
 
 
