@@ -354,6 +354,8 @@ class LLMAgent:
         self.cat = assistant.catalogue
         self._llm = llm or self._make_llm()
         self._runnable = None
+        self.method = config.structured  # the method in use (json_mode when the endpoint lacks the other)
+        self.method_note = ""
         self._lock = threading.Lock()
         self._failures = 0
         self._circuit_until = 0.0
@@ -379,13 +381,16 @@ class LLMAgent:
         from langchain_openai import ChatOpenAI
 
         c = self.config
+        # max_tokens goes in the body under its classic name: every OpenAI-compatible server knows
+        # it, while some reject or ignore the newer max_completion_tokens that langchain would send.
         return ChatOpenAI(base_url=c.base_url, api_key=c.api_key or "not-needed", model=c.model,
-                          timeout=c.timeout, max_retries=0, temperature=0, max_tokens=c.max_tokens)
+                          timeout=c.timeout, max_retries=0, temperature=0,
+                          extra_body={"max_tokens": c.max_tokens})
 
     def _structured(self):
         """The chat model bound for the configured structured-output method (replies parsed by us)."""
         if self._runnable is None:
-            method = self.config.structured
+            method = self.method
             if method == "function_calling":
                 self._runnable = self._llm.bind_tools([AgentOutput], tool_choice="AgentOutput")
             elif method == "json_schema":
@@ -403,7 +408,18 @@ class LLMAgent:
         t0 = time.perf_counter()
         stats["calls"] += 1
         try:
-            result = self._structured().invoke(messages)
+            try:
+                result = self._structured().invoke(messages)
+            except (openai.BadRequestError, openai.UnprocessableEntityError, openai.InternalServerError) as e:
+                if not self._unsupported_method(e):
+                    raise
+                # the endpoint rejects json_schema / tools: fall back to JSON mode once, for good
+                with self._lock:
+                    self.method_note = f"端点不支持 {self.method}，已改用 json_mode"
+                    log.warning("%s: %s", self.method_note, _error_detail(e))
+                    self.method, self._runnable = "json_mode", None
+                stats["calls"] += 1
+                result = self._structured().invoke(messages)
         except openai.APITimeoutError:
             raise LLMUnavailable(f"请求超时（{self.config.timeout:g}秒）") from None
         except openai.APIConnectionError:
@@ -441,6 +457,13 @@ class LLMAgent:
         if meta.get("model_name"):
             stats["model"] = meta["model_name"]
         return text
+
+    def _unsupported_method(self, e) -> bool:
+        if self.method == "json_mode":
+            return False
+        text = f"{_error_detail(e)} {getattr(e, 'message', '')} {e}".lower()
+        words = ("response_format", "json_schema") if self.method == "json_schema" else ("tool", "function")
+        return any(w in text for w in words)
 
     @staticmethod
     def _reply_text(raw) -> str:
@@ -540,6 +563,8 @@ class LLMAgent:
             out["notes"] = list(base["notes"])
         out["path"] = path
         out["llm"] = stats
+        if self.method_note:
+            out.setdefault("notes", []).append(self.method_note)
         return out
 
     def _act(self, output: AgentOutput, question, role_ctx, base, timings, stats, errors, mode) -> dict:
@@ -626,7 +651,7 @@ class LLMAgent:
         return f"查询返回{len(rows)}行，见下表。"
 
     def _give_up(self, question, parsed, base, stats, errors, mode) -> dict | None:
-        if mode == "hybrid" and parsed is not None and parsed.status == "ok":
+        if mode == "hybrid" and parsed is not None and parsed.status in ("ok", "clarify"):
             base.setdefault("notes", []).append(
                 f"大模型{stats['rounds']}次尝试未得到有效查询（{errors[-1] if errors else ''}），已使用规则解析结果")
             base["llm"] = stats | {"errors": list(errors)}
