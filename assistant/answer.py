@@ -50,6 +50,15 @@ def _period(row: dict, grain: str | None) -> str:
     return ""
 
 
+def _points_phrase(diff: float | None) -> str:
+    """A change of a rate: in 百分点, never as a percent of a percent."""
+    if diff is None:
+        return "对比期无数据"
+    if abs(diff) < 0.05:
+        return "基本持平"
+    return f"{'提高' if diff > 0 else '回落'}{_trim(abs(diff), 1)}个百分点"
+
+
 def _growth_phrase(value: float | None, word_up: str = "增长", word_down: str = "下降") -> str:
     if value is None:
         return "无法计算增速（对比期无数据）"
@@ -132,13 +141,15 @@ class AnswerWriter:
             name = (period + label) if period else label
             val = format_value(r[m0.name], m0.unit)
             extra = ""
-            if q.compare in ("yoy", "mom", "diff") and f"{m0.name}_growth_pct" in r:
+            if q.compare in ("yoy", "mom", "diff") and m0.unit == "%" and f"{m0.name}_diff" in r:
+                extra = f"（{_points_phrase(r[f'{m0.name}_diff'])}）"
+            elif q.compare in ("yoy", "mom", "diff") and f"{m0.name}_growth_pct" in r:
                 extra = f"（{_growth_phrase(r[f'{m0.name}_growth_pct'])}）"
             elif q.compare in ("share", "ratio") and "share_pct" in r:
                 extra = f"（占{format_value(r['share_pct'], '%')}）"
             elif q.compare == "execution" and f"{m0.name}_execution_pct" in r:
                 extra = f"（执行率{format_value(r[f'{m0.name}_execution_pct'], '%')}）"
-            items.append(f"{name}{val}{extra}")
+            items.append(f"{name}：{val}{extra}" if name else f"{val}{extra}")
         more = f"等，共{len(rows)}项" if len(rows) > 12 else ""
         if q.limit == 1 and q.dimensions and q.order_by:
             dim = cat.dimensions[q.dimensions[0]].label
@@ -158,32 +169,40 @@ class AnswerWriter:
             parts.append((m, row.get(name)))
         m0, v0 = parts[0]
         text = f"{subject}为{format_value(v0, m0.unit)}"
+        if q.compare in ("yoy", "mom", "diff"):
+            text += self._change_text(q, m0, row)
         for m, v in parts[1:]:
             if q.compare not in ("share", "ratio"):
-                text += f"，{m.label}为{format_value(v, m.unit)}"
-        if q.compare in ("yoy", "mom", "diff"):
-            g = row.get(f"{m0.name}_growth_pct")
-            if m0.growth_metric and q.compare == "yoy":
-                text += f"，按可比价计算{_growth_phrase(g)}"
-            else:
-                diff = row.get(f"{m0.name}_diff")
-                word = "环比" if q.compare == "mom" else ("同比" if not q.offset_months else "比对比期")
-                if diff is not None:
-                    more = "增加" if diff >= 0 else "减少"
-                    text += f"，{word}{_growth_phrase(g)}（{more}{format_value(abs(diff), m0.unit)}）"
-                else:
-                    text += f"，{word}{_growth_phrase(None)}"
-        elif q.compare in ("share", "ratio"):
+                text += f"；{m.label}为{format_value(v, m.unit)}"
+                if q.compare in ("yoy", "mom", "diff"):
+                    text += self._change_text(q, m, row)
+        if q.compare in ("share", "ratio"):
             if len(parts) > 1:
                 m1, v1 = parts[1]
                 text += f"，{m1.label}为{format_value(v1, m1.unit)}，占比{format_value(row.get('share_pct'), '%')}"
             else:
                 total = row.get(f"{m0.name}_total")
-                text += f"，占{m0.label}总额（{format_value(total, m0.unit)}）的{format_value(row.get('share_pct'), '%')}"
+                whole = self.scope(q.model_copy(update={"filters": q.denominator})) if q.denominator else f"{m0.label}总额"
+                text += f"，占{whole}（{format_value(total, m0.unit)}）的{format_value(row.get('share_pct'), '%')}"
         elif q.compare == "execution":
             plan = cat.metrics[m0.plan_metric]
             text += f"，{plan.label}为{format_value(row.get(plan.name), plan.unit)}，预算执行率为{format_value(row.get(f'{m0.name}_execution_pct'), '%')}"
         return text + "。"
+
+    @staticmethod
+    def _change_text(q: StructuredQuery, m, row: dict) -> str:
+        """'，同比增长15.1%（增加2.75亿元）' for one metric of a comparison row."""
+        g = row.get(f"{m.name}_growth_pct")
+        if m.growth_metric and q.compare == "yoy":
+            return f"，按可比价计算{_growth_phrase(g)}"
+        diff = row.get(f"{m.name}_diff")
+        word = "环比" if q.compare == "mom" else ("同比" if not q.offset_months else "比对比期")
+        if m.unit == "%":
+            return f"，{word}{_points_phrase(diff)}"
+        if diff is None:
+            return f"，{word}{_growth_phrase(None)}"
+        more = "增加" if diff >= 0 else "减少"
+        return f"，{word}{_growth_phrase(g)}（{more}{format_value(abs(diff), m.unit)}）"
 
     def chart(self, q: StructuredQuery, compiled: CompiledQuery, rows: list[dict]) -> dict | None:
         if not rows or q.count_groups:

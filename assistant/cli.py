@@ -61,19 +61,46 @@ def _assistant(args):
         raise SystemExit(f"错误：{e}")
 
 
+def _error_object(question: str, message: str) -> dict:
+    """The answer object for a failure before any answering started (bad --db, --role, --as-of)."""
+    return {"status": "error", "question": question, "answer": "", "sql": None, "columns": [], "rows": [],
+            "interpretation": {}, "sources": [], "chart": None, "clarification": None, "error": message,
+            "timings_ms": {}}
+
+
 def cmd_ask(args) -> int:
-    assistant = _assistant(args)
     import getpass
 
-    result = assistant.ask(args.question, as_of=_as_of(args.as_of), role=args.role, mode=args.mode,
-                           user=os.environ.get("YOUSHU_USER") or getpass.getuser())
+    try:
+        as_of = _as_of(args.as_of)
+        assistant = _assistant(args)
+        result = assistant.ask(args.question, as_of=as_of, role=args.role, mode=args.mode,
+                               user=os.environ.get("YOUSHU_USER") or getpass.getuser())
+    except SystemExit as e:  # our own clear messages (missing warehouse, bad date)
+        message = str(e.code).removeprefix("错误：")
+        if not args.json:
+            raise
+        result = _error_object(args.question, message)
+    except Exception as e:  # bad database file, locked file, unknown role …
+        message = _friendly(e)
+        if not args.json:
+            print(f"错误：{message}", file=sys.stderr)
+            return 2
+        result = _error_object(args.question, message)
     if args.json:
         sys.stdout.write(json.dumps(result, ensure_ascii=False, default=str) + "\n")
-        return 0
+        return 0 if result["status"] in ("answered", "clarify", "refused") else 1
     from assistant.render import render_text
 
     print(render_text(result))
     return 0 if result["status"] in ("answered", "clarify", "refused") else 1
+
+
+def _friendly(e: Exception) -> str:
+    text = str(e) or type(e).__name__
+    if any("\u4e00" <= ch <= "\u9fff" for ch in text):
+        return text
+    return f"无法完成：{type(e).__name__}：{text[:200]}"
 
 
 def cmd_eval_run(args) -> int:
@@ -182,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except (ValueError, OSError) as e:
         print(f"错误：{e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # never a traceback for the user
+        print(f"错误：{_friendly(e)}", file=sys.stderr)
         return 2
 
 

@@ -209,6 +209,8 @@ class Assistant:
             columns = [self._column_meta(c, guarded.tables) for c in result.columns]
         answer["columns"] = [c.as_dict() for c in columns]
         answer["rows"] = [list(r) for r in result.rows]
+        if getattr(guarded, "row_filtered", None):
+            answer.setdefault("notes", []).append(f"按角色“{role}”的权限，结果只包含本单位的数据")
         if getattr(guarded, "limited", False) and len(result.rows) >= MAX_ROWS:
             answer.setdefault("notes", []).append(f"结果超过{MAX_ROWS}行，只显示前{MAX_ROWS}行")
 

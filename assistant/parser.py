@@ -21,11 +21,12 @@ from .vocabulary import Sense, Vocabulary
 MAX_QUESTION_CHARS = 500
 
 WRITE = re.compile(
-    r"(删除|删掉|删了|清空|清除|修改|篡改|改成|改为|改一下|插入|写入|覆盖|销毁|撤销|撤回|冲销|冲红|退回|新增[一1](?:笔|条|项|个)|添加[一1](?:笔|条|项|个)|录入|登记[一1](?:笔|条)|补录|作废|撤销[一1](?:笔|条)|"
+    r"(删除|删掉|删了|清空|清除|修改|篡改|改成|改为|改一下|插入|写入|覆盖|销毁|撤销|撤回|冲销|冲红|退回|"
+    r"设为|设置为|设成|调为|调成|调整为|更改|取消掉|取消这|导出|批准|审批通过|翻倍|核减|追加|改到|转到.{0,6}名下|新增\d+(?:笔|条)|新增[一1](?:笔|条|项|个)|添加[一1](?:笔|条|项|个)|录入|登记[一1](?:笔|条)|补录|作废|撤销[一1](?:笔|条)|"
     r"(?<![a-z])(drop|delete|update|insert|truncate|alter|create|attach|copy|pragma|grant|revoke|merge)(?![a-z]))",
     re.I,
 )
-SENSITIVE = re.compile(r"(身份证|手机号|电话号码|家庭住址|银行账号|银行卡号|(个人|自然人).{0,8}(姓名|名字|名单|是谁|有谁|有哪些|都是谁)|(姓名|名字).{0,4}(个人|自然人)|哪些个人|哪个人|哪位个人)")
+SENSITIVE = re.compile(r"(信用码|信用代码|组织机构代码|纳税人识别号|证件号|住址|身份证|手机号|电话号码|家庭住址|银行账号|银行卡号|(个人|自然人).{0,8}(姓名|名字|名单|是谁|有谁|有哪些|都是谁)|(姓名|名字).{0,4}(个人|自然人)|哪些个人|哪个人|哪位个人)")
 NON_DATA = re.compile(r"(订|预订|预定|买)(一张|张|个)?.{0,6}(票|酒店|房间)|机票|火车票|天气|写(一首|首)?诗|写一篇|翻译|讲个?笑话|唱首?歌|菜谱|做饭|股票|彩票|算命|星座")
 SQL_TEXT = re.compile(r"^\s*(select|with)\b", re.I)
 INJECTION = re.compile(r"(忽略|无视).{0,10}(指令|提示|规则|限制)|ignore (all|previous|the above)|system prompt|系统提示词", re.I)
@@ -352,9 +353,12 @@ class RuleParser:
             compare = "share"
             if len(metrics) >= 2:
                 metrics = self._share_order(mtext, metric_mentions, metrics)[:2]
-            elif any(len(v) == 2 for d, v in filters.items() if d in ("budget_item", "subject")) and "占" in mtext:
-                d = next(d for d, v in filters.items() if len(v) == 2 and d in ("budget_item", "subject"))
+            elif any(len(v) == 2 for d, v in filters.items() if d in ("budget_item", "subject", "region")) and "占" in mtext:
+                d = next(d for d, v in filters.items() if len(v) == 2 and d in ("budget_item", "subject", "region"))
                 part, whole = filters[d]
+                totals = {t.value for m in cat.models.values() for t in m.totals if t.dimension == d}
+                if part in totals:  # "广东占全国": the total row is the denominator
+                    part, whole = whole, part
                 filters[d] = [part]
                 denominator = [Filter(dimension=d, values=[whole])]
                 dims = [x for x in dims if x != d]

@@ -39,7 +39,7 @@ def normalize(question: str) -> str:
     # years written in Chinese digits: 二〇二一年 → 2021年
     text = re.sub(r"([零〇○一二三四五六七八九]{4})年", lambda m: f"{cn_to_int(m.group(1))}年", text)
     # months / quarters / counts written in Chinese: 十月 → 10月, 前十 → 前10
-    text = re.sub(r"([一二三四五六七八九十]{1,3})(?=(月|季度|个月|年|名|位|家|个|笔|项|大|强))",
+    text = re.sub(r"([一二两三四五六七八九十]{1,3})(?=(月|季度|个月|年|名|位|家|个|笔|项|大|强))",
                   lambda m: str(cn_to_int(m.group(1))), text)
     text = re.sub(r"(前|后|top|TOP|Top)([一二三四五六七八九十]{1,3})", lambda m: m.group(1) + str(cn_to_int(m.group(2))), text)
     return text

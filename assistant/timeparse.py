@@ -152,6 +152,22 @@ def _parse_time(text: str, as_of: date) -> TimeMatch | None:
             spans.append((i, i + len(word)))
             return TimeMatch(TimeRange(start=_ym(y, m1), end=_ym(y, m2), grain=grain, label=f"{y}年{word}"), spans, grain)
 
+    # the previous quarter, and "去年同期" (last year, up to the month before as_of)
+    m = re.search(r"上个?季度", text)
+    if m:
+        q_now = (as_of.month - 1) // 3  # 0-based current quarter
+        idx = as_of.year * 4 + q_now - 1
+        yy, qq = idx // 4, idx % 4 + 1
+        spans.append(m.span())
+        return TimeMatch(TimeRange(start=_ym(yy, 3 * qq - 2), end=_ym(yy, 3 * qq), grain=grain,
+                                   label=f"{yy}年第{'一二三四'[qq - 1]}季度"), spans, grain)
+    m = re.search(r"去年同期", text)
+    if m:
+        end = max(as_of.month - 1, 1)
+        spans.append(m.span())
+        return TimeMatch(TimeRange(start=_ym(as_of.year - 1, 1), end=_ym(as_of.year - 1, end), grain=grain,
+                                   label=f"{as_of.year - 1}年1—{end}月"), spans, grain)
+
     # relative months
     for word, delta in (("上个月", 1), ("上月", 1), ("本月", 0), ("这个月", 0), ("当月", 0)):
         i = text.find(word)

@@ -9,16 +9,35 @@ from pathlib import Path
 
 
 def read_jsonl(path: Path) -> list[dict]:
+    """Read a question file; every problem is reported with its line number, in Chinese."""
+    if not path.exists():
+        raise ValueError(f"找不到问题文件：{path}")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} 不是 UTF-8 编码的文本（请另存为 UTF-8）") from None
     items = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
             raise ValueError(f"{path} 第{n}行不是合法的 JSON：{e.msg}") from None
+        if not isinstance(obj, dict):
+            raise ValueError(f"{path} 第{n}行应是一个 JSON 对象（{{\"id\": …, \"question\": …}}）")
         if "question" not in obj or "id" not in obj:
             raise ValueError(f"{path} 第{n}行缺少 id 或 question 字段")
+        if not isinstance(obj["question"], str):
+            raise ValueError(f"{path} 第{n}行的 question 应是文本")
+        if obj.get("as_of"):
+            try:
+                date.fromisoformat(str(obj["as_of"]))
+            except ValueError:
+                raise ValueError(f"{path} 第{n}行的 as_of 应为 YYYY-MM-DD 格式（收到：{obj['as_of']}）") from None
+        if "expect" in obj and obj["expect"] not in ("answer", "clarify", "refuse"):
+            raise ValueError(f"{path} 第{n}行的 expect 应为 answer、clarify 或 refuse")
         items.append(obj)
     return items
 

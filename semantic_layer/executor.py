@@ -13,7 +13,9 @@ import base64
 import datetime as dt
 import decimal
 import hashlib
+import heapq
 import math
+import os
 import threading
 import time
 import uuid
@@ -29,6 +31,7 @@ READ_ONLY_CONFIG = {
     "autoload_known_extensions": False,
     "allow_community_extensions": False,
     "lock_configuration": True,
+    "memory_limit": "1GB",  # a runaway expression fails cleanly instead of exhausting the server
 }
 
 
@@ -106,6 +109,64 @@ def _friendly(e: Exception) -> str:
     return f"{prefix}：{first}"
 
 
+class _Watchdog:
+    """One daemon thread that interrupts queries past their deadline.
+
+    Replaces a ``threading.Timer`` per query: starting a thread costs little CPU but, on a busy
+    machine, ``Thread.start()`` waits until the new thread is scheduled — milliseconds on every
+    query. Semantics are the Timer's: ``fn`` runs once at the deadline unless cancelled first.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, Any]] = []
+        self._seq = 0
+        self._thread: threading.Thread | None = None
+
+    def schedule(self, delay_s: float, fn) -> int:
+        with self._cond:
+            self._seq += 1
+            heapq.heappush(self._heap, (time.monotonic() + delay_s, self._seq, fn))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="youshu-query-watchdog", daemon=True)
+                self._thread.start()
+            elif self._heap[0][1] == self._seq:  # new earliest deadline
+                self._cond.notify()
+            return self._seq
+
+    def cancel(self, token: int) -> None:
+        with self._cond:
+            for i, item in enumerate(self._heap):
+                if item[1] == token:
+                    self._heap[i] = self._heap[-1]
+                    self._heap.pop()
+                    heapq.heapify(self._heap)
+                    return
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap or self._heap[0][0] > time.monotonic():
+                    self._cond.wait(None if not self._heap else max(0.0, self._heap[0][0] - time.monotonic()))
+                _, _, fn = heapq.heappop(self._heap)
+            try:
+                fn()
+            except Exception:  # noqa: BLE001 - a failed interrupt must not stop the watchdog
+                pass
+
+
+_WATCHDOG = _Watchdog()
+
+
+def _reset_watchdog_after_fork() -> None:  # the thread does not survive fork; its lock may be held
+    global _WATCHDOG
+    _WATCHDOG = _Watchdog()
+
+
+if hasattr(os, "register_at_fork"):  # pragma: no branch
+    os.register_at_fork(after_in_child=_reset_watchdog_after_fork)
+
+
 _SHARED: dict[str, "Executor"] = {}
 _SHARED_LOCK = threading.Lock()
 
@@ -181,12 +242,10 @@ class Executor:
             except Exception:  # noqa: BLE001
                 pass
 
-        timer = threading.Timer(timeout_s, interrupt) if timeout_s and timeout_s > 0 else None
+        watchdog = _WATCHDOG
+        token = watchdog.schedule(timeout_s, interrupt) if timeout_s and timeout_s > 0 else None
         t0 = time.perf_counter()
         try:
-            if timer:
-                timer.daemon = True
-                timer.start()
             try:
                 rel = cur.execute(sql)
                 desc = cur.description or []
@@ -208,8 +267,8 @@ class Executor:
             except (TypeError, ValueError, OverflowError, MemoryError) as e:
                 raise QueryError(f"查询结果无法读取：{e}") from e
         finally:
-            if timer:
-                timer.cancel()
+            if token is not None:
+                watchdog.cancel(token)
             try:
                 cur.close()
             except Exception:  # noqa: BLE001
