@@ -6,7 +6,9 @@ as its dictionary, so catalogue words come out whole.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import re
 import tempfile
 import threading
@@ -155,7 +157,9 @@ class Vocabulary:
     def correct_typos(self, text: str) -> tuple[str, list[str]]:
         """Replace a run that differs from a catalogue word by one character; returns notes."""
         notes = []
-        exact = [(a, b) for a, b, term, _ in self.match(text) if len(term) >= 3]
+        found = self.match(text)
+        exact = [(a, b) for a, b, term, _ in found if len(term) >= 3]
+        named = {i for a, b, term, _ in found for i in range(a, b)}  # never change a character of a real name
         for length in range(10, 3, -1):
             i = 0
             while i + length <= len(text):
@@ -166,6 +170,8 @@ class Vocabulary:
                     continue
                 hit = None
                 for j in range(length):
+                    if i + j in named or (length == 4 and j == 0):  # a short word's first character carries its meaning
+                        continue
                     cand = self._fuzzy.get(window[:j] + "?" + window[j + 1:])
                     if cand:
                         hit = cand
@@ -188,9 +194,16 @@ class Vocabulary:
 
                 jieba.setLogLevel(logging.WARNING)
                 words = list(self.terms) + FORM_WORDS
-                tmp = Path(tempfile.gettempdir()) / f"youshu-jieba-{abs(hash(tuple(sorted(words)))) % 10**12}.txt"
+                # sorted: members come from SELECT DISTINCT, whose order varies between runs
+                text = "".join(f"{w} {100000 + 1000 * len(w)}\n" for w in sorted(set(words)) if " " not in w)
+                # named by content (not hash(), which differs per process), so jieba's prefix-dict
+                # cache beside it is reused by every later process with the same vocabulary
+                digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
+                tmp = Path(tempfile.gettempdir()) / f"youshu-jieba-{digest}.txt"
                 if not tmp.exists():
-                    tmp.write_text("".join(f"{w} {100000 + 1000 * len(w)}\n" for w in words if " " not in w), encoding="utf-8")
+                    part = tmp.with_name(f"{tmp.name}.{os.getpid()}.{threading.get_ident()}.part")
+                    part.write_text(text, encoding="utf-8")
+                    os.replace(part, tmp)  # atomic: a concurrent process never reads half a file
                 tk = jieba.Tokenizer(dictionary=str(tmp))
                 tk.tmp_dir = tempfile.gettempdir()
                 tk.initialize()
