@@ -9,16 +9,19 @@ EXTRAS ?= retrieval,llm,ui,dev
 .PHONY: setup demo test test-fast test-llm bench serve clean browser-deps
 
 $(BIN)/python:
+	@echo "创建虚拟环境 $(VENV) …"
 	$(PY) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
+	@echo "安装有数及其依赖（首次约需 5–10 分钟）…"
 	$(PIP) install -q -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
 # Optional embeddings backend (sentence-transformers); torch pinned first so pip takes the CPU build.
 ST_STAMP := $(VENV)/.installed-st
 $(ST_STAMP): pyproject.toml | $(STAMP)
+	@echo "安装可选的 sentence-transformers 向量后端（CPU 版 torch，首次约需 10 分钟）…"
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e ".[st]"
 	touch $(ST_STAMP)

@@ -154,6 +154,8 @@ class AnswerWriter:
         if q.limit == 1 and q.dimensions and q.order_by:
             dim = cat.dimensions[q.dimensions[0]].label
             word = "最高" if q.order_by[0].desc else "最低"
+            if q.order_by[0].field.endswith("growth_pct"):
+                word = "增长最快" if q.order_by[0].desc else "增长最慢"
             return f"{subject}{word}的{dim}是{items[0]}。"
         by = "、".join(cat.dimensions[d].label for d in q.dimensions)
         head = f"{subject}" + (f"按{by}" if by else "")

@@ -101,6 +101,8 @@ class RuleParser:
         if NON_DATA.search(text):
             return ParseResult("refuse", reason="抱歉，这不是数据查询问题，有数只回答经开区财政、税收、经济运行和各省预算收支等数据问题。")
         text, typo_notes = self.vocab.correct_typos(text)
+        if not re.search(r"[\u4e00-\u9fff]", text) and re.search(r"[A-Za-z]{3,}", text):
+            return ParseResult("refuse", reason="有数目前只支持中文提问，例如“2021年一般公共预算收入是多少？”")
         if GREETING.match(text):
             return ParseResult("refuse", reason="您好！我是有数，可以回答经开区财政经济数据问题，例如“去年财政收入增长了多少？”")
 
@@ -194,7 +196,7 @@ class RuleParser:
             covered.update(range(m.start, m.end))
         rest = "".join(ch if i not in covered else " " for i, ch in enumerate(mtext))
         rest = re.sub(r"[#?!。，,、；;：:（）()\"“”'‘’\s]+", " ", rest)
-        stop = r"(是多少|有多少|多少|是|的|了|呢|吗|啊|呀|吧|请问|请|帮我|帮忙|看看|看一下|查一下|查询|查|一下|告诉我|我想知道|咱们|我们|区里|经开区|开发区|全区|本区|情况|怎么样|如何|同比|环比|增长|增速|增幅|增加|减少|下降|占比|比重|占|各|分别|按|排名|排行|最多|最高|最大|最少|最低|哪个|哪些|和|与|及|以及|中|其中|里|总共|一共|合计|总|共|年|月|有|在|为|给|把|都|去|那|这|个|家|笔|前|后|几|率|数|额|金额|比|较|上|同期|期间|累计|全年|目前|现在|到|至|总额|总量|规模|分|每|完成|进度|执行|得|怎样|咋样|多大|几成|比例|呀|嘛|哦|老板|领导|想知道|知道|了解|统计|一共有|共有|所有|全部|整体|具体)"
+        stop = r"(是多少|有多少|多少|是|的|了|呢|吗|啊|呀|吧|请问|请|帮我|帮忙|看看|看一下|查一下|查询|查|一下|告诉我|我想知道|咱们|我们|区里|经开区|开发区|全区|本区|情况|怎么样|如何|同比|环比|增长|增速|增幅|增加|减少|下降|占比|比重|占|各|分别|按|排名|排行|最多|最高|最大|最少|最低|哪个|哪些|和|与|及|以及|中|其中|里|总共|一共|合计|总|共|年|月|有|在|为|给|把|都|去|那|这|个|家|笔|前|后|几|率|数|额|金额|比|较|上|同期|期间|累计|全年|目前|现在|到|至|总额|总量|规模|分|每|完成|进度|执行|得|怎样|咋样|多大|几成|比例|呀|嘛|哦|老板|领导|想知道|知道|了解|统计|一共有|共有|所有|全部|整体|具体|最快|最慢|最好|最差|最|快|慢)"
         rest = re.sub(stop, " ", rest)
         return [w for w in rest.split() if len(w) >= 2]
 
@@ -244,8 +246,11 @@ class RuleParser:
                 compatible = [c for c in cands if self._compatible(c, member_mentions, flag_mentions)]
                 cands = compatible or cands
             if len(cands) > 1:
-                implied = [c for c in cands if c in self._member_defaults(member_mentions + dim_mentions_all)]
-                cands = implied or cands
+                defaults = self._member_defaults(member_mentions + dim_mentions_all)
+                implied = [c for c in cands if c in defaults]
+                # "各税种收入": the dimension's own metric, when it lives in one of the candidates' models
+                narrower = [d for d in defaults if cat.metrics[d].model in {cat.metrics[c].model for c in cands}]
+                cands = implied or narrower[:1] or cands
             if len(cands) > 1 and metrics and any(c in metrics for c in cands):
                 continue
             if len(cands) > 1:
