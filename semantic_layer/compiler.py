@@ -9,7 +9,11 @@ spliced text.
 from __future__ import annotations
 
 import calendar
-from dataclasses import dataclass, field
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 import sqlglot
 from sqlglot import exp
@@ -45,8 +49,32 @@ class CompiledQuery:
     notes: list[str] = field(default_factory=list)
 
 
+_POSITION_META = ("line", "col", "start", "end")
+_SIMPLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@lru_cache(maxsize=4096)
+def _parse_cached(snippet: str) -> exp.Expression:
+    tree = sqlglot.parse_one(snippet, dialect=DIALECT)
+    for node in tree.walk():  # source positions (for parse errors) make every copy 4x dearer
+        meta = node._meta
+        if meta:
+            for k in _POSITION_META:
+                meta.pop(k, None)
+            if not meta:
+                node._meta = None
+    return tree
+
+
 def _parse(snippet: str) -> exp.Expression:
-    return sqlglot.parse_one(snippet, dialect=DIALECT)
+    """A fresh tree for a catalogue snippet (parsed once per process, then copied)."""
+    return _parse_cached(snippet).copy()
+
+
+def _table(name: str, alias: str) -> exp.Expression:
+    """``name AS alias`` (a plain name needs no parsing)."""
+    table = exp.Table(this=exp.to_identifier(name)) if _SIMPLE_NAME.match(name) else exp.to_table(name)
+    return table.as_(alias, copy=False)
 
 
 def _col(table: str, name: str) -> exp.Column:
@@ -56,8 +84,13 @@ def _col(table: str, name: str) -> exp.Column:
 class Compiler:
     """Compiles structured queries against one catalogue."""
 
-    def __init__(self, catalogue: Catalogue):
+    def __init__(self, catalogue: Catalogue, cache_size: int = 1024):
         self.cat = catalogue
+        # compile() is a pure function of (catalogue, query): remember recent results by the
+        # query's canonical JSON (copies are handed out, so callers may change theirs)
+        self._cache: OrderedDict[str, CompiledQuery] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ validation
     def validate(self, q: StructuredQuery) -> None:
@@ -142,8 +175,9 @@ class Compiler:
             if y1 == y2:
                 cond = exp.EQ(this=_col("f", "year"), expression=exp.Literal.number(y1))
                 if m1 == m2:
-                    return exp.and_(cond, exp.EQ(this=_col("f", "month"), expression=exp.Literal.number(m1)))
-                return exp.and_(cond, exp.Between(this=_col("f", "month"), low=exp.Literal.number(m1), high=exp.Literal.number(m2)))
+                    return exp.and_(cond, exp.EQ(this=_col("f", "month"), expression=exp.Literal.number(m1)), copy=False)
+                return exp.and_(cond, exp.Between(this=_col("f", "month"), low=exp.Literal.number(m1), high=exp.Literal.number(m2)),
+                                copy=False)
             return exp.Between(this=self._period_index(model), low=exp.Literal.number(y1 * 100 + m1), high=exp.Literal.number(y2 * 100 + m2))
         if g == "quarter":
             # quarterly rows count when the quarter ends inside the range
@@ -166,13 +200,13 @@ class Compiler:
         elif dim.match == "prefix" and dim.key:
             key = _parse(dim.key)
             parts = [exp.Like(this=key.copy(), expression=exp.Literal.string(f"{v}%")) for v in values]
-            cond = parts[0] if len(parts) == 1 else exp.or_(*parts)
-            cond = exp.paren(cond) if len(parts) > 1 else cond
+            cond = parts[0] if len(parts) == 1 else exp.or_(*parts, copy=False)
+            cond = exp.paren(cond, copy=False) if len(parts) > 1 else cond
         else:
             target = _parse(dim.expr_for(model.name))
             lits = [exp.Literal.string(str(v)) for v in values]
             cond = exp.EQ(this=target, expression=lits[0]) if len(lits) == 1 else exp.In(this=target, expressions=lits)
-        return exp.Not(this=exp.paren(cond)) if exclude else cond
+        return exp.Not(this=exp.paren(cond, copy=False)) if exclude else cond
 
     def _aliases_needed(self, model: Model, snippets: list[exp.Expression]) -> list[str]:
         """Join aliases referenced by snippets, with their prerequisites, in declaration order."""
@@ -236,22 +270,22 @@ class Compiler:
         value = _parse(expr_override or metric.expr)
         if metric.time_agg == "latest" and tr is not None and model.time.grain in ("month", "quarter"):
             conds.append(self._latest_condition(model, tr, grain, conds))
-        select = exp.select(*[e.copy().as_(a) for a, e in key_exprs], value.as_(metric.name)).from_(
-            exp.to_table(model.table).as_("f")
-        )
+        # every tree below is freshly built and used once: the builders need not copy (copy=False)
+        select = exp.select(*[e.copy().as_(a, copy=False) for a, e in key_exprs], value.as_(metric.name, copy=False),
+                            copy=False).from_(_table(model.table, "f"), copy=False)
         aliases = self._aliases_needed(model, [e for _, e in key_exprs] + conds + [value])
         for a in aliases:
             j = model.joins[a]
-            select = select.join(exp.to_table(j.table).as_(a), on=_parse(j.condition))
+            select = select.join(_table(j.table, a), on=_parse(j.condition), copy=False)
         if conds:
-            select = select.where(exp.and_(*conds))
+            select = select.where(exp.and_(*conds, copy=False), copy=False)
         if key_exprs:
-            select = select.group_by(*[e.copy() for _, e in key_exprs])
+            select = select.group_by(*[e.copy() for _, e in key_exprs], copy=False)
         if with_having:
             for h in q.having:
                 if h.metric == metric.name:
                     op = {">": exp.GT, ">=": exp.GTE, "<": exp.LT, "<=": exp.LTE, "=": exp.EQ}[h.op]
-                    select = select.having(op(this=_parse(metric.expr), expression=exp.Literal.number(h.value)))
+                    select = select.having(op(this=_parse(metric.expr), expression=exp.Literal.number(h.value)), copy=False)
         return select, key_exprs
 
     def _latest_condition(self, model: Model, tr: TimeRange, grain: str | None, conds: list[exp.Expression]) -> exp.Expression:
@@ -259,17 +293,31 @@ class Compiler:
         idx = self._period_index(model)
         if grain in ("quarter", "month") and not (grain == "month" and model.time.grain == "quarter"):
             return exp.true()
-        inner = exp.select(exp.Max(this=idx.copy())).from_(exp.to_table(model.table).as_("f"))
+        inner = exp.select(exp.Max(this=idx.copy()), copy=False).from_(_table(model.table, "f"), copy=False)
         # conds already hold the time range; keep those that need no join
         plain = [c.copy() for c in conds if all(col.table in ("f", "") for col in c.find_all(exp.Column))]
         if plain:
-            inner = inner.where(exp.and_(*plain))
+            inner = inner.where(exp.and_(*plain, copy=False), copy=False)
         if grain == "year":
-            inner = inner.group_by(_col("f", "year"))
+            inner = inner.group_by(_col("f", "year"), copy=False)
         return exp.In(this=idx.copy(), query=exp.Subquery(this=inner))
 
     # ------------------------------------------------------------------ compile
     def compile(self, q: StructuredQuery) -> CompiledQuery:
+        key = q.model_dump_json()
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                return _copy_compiled(hit)
+        compiled = self._compile(q)
+        with self._lock:
+            self._cache[key] = _copy_compiled(compiled)
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return compiled
+
+    def _compile(self, q: StructuredQuery) -> CompiledQuery:
         self.validate(q)
         cat = self.cat
         metrics = [cat.metrics[m] for m in q.metrics]
@@ -312,7 +360,7 @@ class Compiler:
                 else:
                     for k in (["year"] if grain == "year" else ["year", grain]):
                         conds.append(exp.EQ(this=_col(left, k), expression=_col(right, k)))
-            return exp.and_(*conds) if conds else exp.true()
+            return exp.and_(*conds, copy=False) if conds else exp.true()
 
         for i, m in enumerate(metrics[1:], start=1):
             joins.append((f"m{i}", key_join("m0", f"m{i}")))
@@ -413,7 +461,7 @@ class Compiler:
                 conds = [exp.EQ(this=_col("m0", k), expression=_col(f"b{i}", k)) for k in q.dimensions]
                 if grain:
                     conds.append(exp.EQ(this=_col("m0", "year"), expression=_col(f"b{i}", "year")))
-                joins.append((f"b{i}", exp.and_(*conds) if conds else exp.true()))
+                joins.append((f"b{i}", exp.and_(*conds, copy=False) if conds else exp.true()))
                 extra_selects += [
                     _col(f"b{i}", plan.name).as_(f"{plan.name}"),
                     _parse(f"m{i}.{m.name} / NULLIF(b{i}.{plan.name}, 0) * 100").as_(f"{m.name}_execution_pct"),
@@ -430,14 +478,14 @@ class Compiler:
             projections = [_col("m0", k) for k in key_names]
             projections += [_col(f"m{i}", m.name) for i, m in enumerate(metrics)]
             projections += extra_selects
-            final = exp.select(*projections).from_("m0")
+            final = exp.select(*projections, copy=False).from_("m0", copy=False)
             for alias, on in joins:
-                final = final.join(alias, on=on, join_type="left")
+                final = final.join(alias, on=on, join_type="left", copy=False)
             for alias, sel in ctes:
-                final = final.with_(alias, as_=sel)
+                final = final.with_(alias, as_=sel, copy=False)
             if q.change and change_col:
                 op = exp.LT if q.change == "decline" else exp.GT
-                final = final.where(op(this=_change_expression(metrics, q.compare), expression=exp.Literal.number(0)))
+                final = final.where(op(this=_change_expression(metrics, q.compare), expression=exp.Literal.number(0)), copy=False)
 
         # ordering
         order: list[exp.Ordered] = []
@@ -452,9 +500,9 @@ class Compiler:
         if not order and q.dimensions and not q.count_groups:
             order = [exp.Ordered(this=exp.column(metrics[0].name), desc=True)]
         if order:
-            final = final.order_by(*order)
+            final = final.order_by(*order, copy=False)
         if q.limit:
-            final = final.limit(q.limit)
+            final = final.limit(q.limit, copy=False)
         if q.count_groups:
             dim = cat.dimensions[q.dimensions[0]] if q.dimensions else None
             label = f"{dim.label}数" if dim else "数量"
@@ -467,6 +515,11 @@ class Compiler:
                 tables.append(t.name)
         sql = final.sql(dialect=DIALECT, pretty=True)
         return CompiledQuery(sql=sql, columns=columns, tables=tables, metrics=list(q.metrics), notes=notes)
+
+
+def _copy_compiled(c: CompiledQuery) -> CompiledQuery:
+    return CompiledQuery(sql=c.sql, columns=[replace(col) for col in c.columns], tables=list(c.tables),
+                         metrics=list(c.metrics), notes=list(c.notes))
 
 
 def _order_target(field_name: str, columns: list[OutputColumn], metrics: list[Metric]) -> str | None:
