@@ -26,7 +26,8 @@ import logging
 import re
 import threading
 import unicodedata
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import sqlglot
@@ -352,11 +353,17 @@ def _check_text(sql: Any) -> str:
     return sql
 
 
-def _single_statement(sql: str) -> exp.Expression:
+def _tokenize(sql: str) -> list:
     try:
-        tokens = sqlglot.Dialect.get_or_raise(DIALECT).tokenize(sql)
+        return sqlglot.Dialect.get_or_raise(DIALECT).tokenize(sql)
     except Exception as e:  # noqa: BLE001
         raise GuardError(f"SQL 无法解析：{_short(e)}") from e
+
+
+def _single_statement(sql: str, tokens: list | None = None) -> exp.Expression:
+    """The one statement of ``sql`` (``tokens``: its tokens, when the caller has them already)."""
+    if tokens is None:
+        tokens = _tokenize(sql)
     if not tokens:
         raise GuardError("SQL 为空")
     for i, tok in enumerate(tokens):
@@ -365,8 +372,8 @@ def _single_statement(sql: str) -> exp.Expression:
                 raise GuardError("只允许一条查询语句（检测到分号后还有其他语句）")
             if sql[tok.end + 1:].strip():
                 raise GuardError("只允许一条查询语句：分号之后不能再有其他内容（包括注释）")
-    try:
-        statements = sqlglot.parse(sql, read=DIALECT)
+    try:  # what sqlglot.parse(sql, read=DIALECT) does, without tokenizing the text again
+        statements = sqlglot.Dialect.get_or_raise(DIALECT).parser().parse(tokens, sql)
     except Exception as e:  # noqa: BLE001
         raise GuardError(f"SQL 无法解析：{_short(e)}") from e
     statements = [s for s in statements if s is not None and not isinstance(s, exp.Semicolon)]
@@ -492,10 +499,12 @@ def _check_tree(root: exp.Expression, policy: _Policy) -> list[tuple[exp.Table, 
     return refs
 
 
-def _check_columns(root: exp.Expression, policy: _Policy, refs: list[tuple[exp.Table, str]]) -> None:
+def _check_columns(root: exp.Expression, policy: _Policy, refs: list[tuple[exp.Table, str]],
+                   scratch: exp.Expression | None = None) -> None:
+    """``scratch``: a tree equal to ``root`` that qualify may rewrite (default: a copy of root)."""
     try:
         qualify(
-            root.copy(),
+            scratch if scratch is not None else root.copy(),
             schema=policy.schema,
             dialect=DIALECT,
             validate_qualify_columns=True,
@@ -595,8 +604,9 @@ def _apply_limit(root: exp.Expression, max_rows: int) -> tuple[exp.Expression, b
     return wrapped, True
 
 
-def _check_output_tokens(sql: str) -> None:
-    tokens = sqlglot.Dialect.get_or_raise(DIALECT).tokenize(sql)
+def _check_output_tokens(sql: str, tokens: list | None = None) -> None:
+    if tokens is None:
+        tokens = sqlglot.Dialect.get_or_raise(DIALECT).tokenize(sql)
     for i, tok in enumerate(tokens[:-1]):
         if tokens[i + 1].token_type == TokenType.L_PAREN and tok.token_type not in (TokenType.STRING,):
             if function_denied(tok.text):
@@ -612,25 +622,57 @@ def guard_sql(
     role: RoleContext | str | None = None,
     max_rows: int = DEFAULT_MAX_ROWS,
 ) -> GuardedSQL:
-    """Check, restrict and rewrite one query for a role; raise GuardError if it is not allowed."""
+    """Check, restrict and rewrite one query for a role; raise GuardError if it is not allowed.
+
+    The result depends only on (SQL text, catalogue, role, max_rows), so accepted queries are
+    remembered per exactly that key: asking the same question again runs the very SQL the full
+    checks produced for it, without parsing it again. Refusals are never cached.
+    """
     cat = catalogue or load_catalogue()
     ctx = role if isinstance(role, RoleContext) else parse_role(role, catalogue=cat)
     if not isinstance(max_rows, int) or max_rows < 1:
         raise GuardError("最大行数必须是正整数")
+    key = (sql, id(cat), ctx.role, ctx.dept_code, ctx.user, max_rows) if isinstance(sql, str) else None
+    if key is not None:
+        with _GUARDED_LOCK:
+            hit = _GUARDED.get(key)
+            if hit is not None and hit[0] is cat:
+                _GUARDED.move_to_end(key)
+                return replace(hit[1], tables=list(hit[1].tables), masked=list(hit[1].masked),
+                               row_filtered=list(hit[1].row_filtered))
+    guarded = _guard_uncached(sql, cat, ctx, max_rows)
+    if key is not None:
+        with _GUARDED_LOCK:
+            _GUARDED[key] = (cat, replace(guarded, tables=list(guarded.tables), masked=list(guarded.masked),
+                                          row_filtered=list(guarded.row_filtered)))
+            while len(_GUARDED) > GUARD_CACHE_SIZE:
+                _GUARDED.popitem(last=False)
+    return guarded
+
+
+GUARD_CACHE_SIZE = 2048
+_GUARDED: "OrderedDict[tuple, tuple[Catalogue, GuardedSQL]]" = OrderedDict()
+_GUARDED_LOCK = threading.Lock()
+
+
+def _guard_uncached(sql: str, cat: Catalogue, ctx: RoleContext, max_rows: int) -> GuardedSQL:
     try:
         policy = _policy_for(cat, ctx)
         text = _check_text(sql)
         root = _single_statement(text)
         _check_root(root)
         refs = _check_tree(root, policy)
-        _check_columns(root, policy, refs)
+        # qualify rewrites the tree it checks: give it a second parse of the same text (equal to
+        # root.copy(), and cheaper than deep-copying a tree that carries source positions)
+        _check_columns(root, policy, refs, scratch=_single_statement(text))
         tables = sorted({name for _, name in refs})
         masked, filtered = _rewrite_sources(refs, policy)
         root, limited = _apply_limit(root, max_rows)
         out = root.sql(dialect=DIALECT, comments=False)
         # defence in depth: what runs must itself pass the structural checks
-        _check_output_tokens(out)
-        again = _single_statement(out)
+        out_tokens = sqlglot.Dialect.get_or_raise(DIALECT).tokenize(out)
+        _check_output_tokens(out, out_tokens)
+        again = _single_statement(out, out_tokens)
         _check_root(again)
         _check_tree(again, policy)
     except GuardError:
