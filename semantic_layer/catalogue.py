@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, Field
 
 CATALOGUE_DIR = Path(__file__).resolve().parent / "catalogue"
+USER_KEYS = ("tables", "models", "metrics", "dimensions")
 # libyaml's safe loader when PyYAML was built with it (same documents, several times faster)
 _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -155,11 +156,13 @@ class Catalogue(BaseModel):
         users' own table catalogues (`warehouse load` writes them beside the warehouse)."""
         path = Path(path) if path else CATALOGUE_DIR
         files = sorted(path.glob("*.yaml")) if path.is_dir() else [path]
-        if extra and Path(extra).is_dir():
-            files += sorted(Path(extra).glob("*.yaml"))
+        user_files = sorted(Path(extra).glob("*.yaml")) if extra and Path(extra).is_dir() else []
+        files += user_files
         merged: dict[str, Any] = {}
         for file in files:
             data = yaml.load(file.read_text(encoding="utf-8"), Loader=_SAFE_LOADER) or {}
+            if file in user_files:  # a user's table catalogue never touches roles or as_of
+                data = {k: v for k, v in data.items() if k in USER_KEYS}
             for key, value in data.items():
                 if isinstance(value, dict) and isinstance(merged.get(key), dict):
                     merged[key].update(value)

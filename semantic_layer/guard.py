@@ -177,7 +177,8 @@ DENIED_FUNCTIONS = frozenset(
     start_ui start_ui_server stop_ui_server ui_is_started httpfs http_get http_post http_head
     shell exec execute sql_auto_complete enable_logging disable_logging
     truncate_duckdb_logs duckdb_logs pragma_version
-    """.split()
+    range generate_series repeat list_resize array_resize
+    """.split()  # last line: expression generators that cannot be interrupted (memory exhaustion)
 )
 DENIED_PREFIXES = (
     "read_", "parquet_", "duckdb_", "pragma_", "http", "sqlite_", "postgres_", "mysql_",
