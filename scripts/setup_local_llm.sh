@@ -103,7 +103,7 @@ setup_llama() {
   local cached
   cached="$(ls "$WHEEL_DIR"/llama_cpp_python-"$LLAMA_VERSION"-*.whl 2>/dev/null | head -n1 || true)"
   if [[ -z "$cached" ]]; then
-    log "building llama-cpp-python $LLAMA_VERSION from source into $WHEEL_DIR (CPU build; ~6 min on 2 cores)"
+    log "building llama-cpp-python $LLAMA_VERSION into $WHEEL_DIR (CPU build from source, ~6 min on 2 quiet cores, unless pip's wheel cache has it)"
     local t0=$SECONDS
     CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}" \
       "$PYTHON" -m pip wheel --no-deps --wheel-dir "$WHEEL_DIR" "llama-cpp-python==$LLAMA_VERSION"
