@@ -76,12 +76,30 @@ def _reap(proc: subprocess.Popen) -> tuple[int, float, float]:
     return proc.returncode, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024
 
 
+# A child's peak RSS (ru_maxrss) includes the memory of the process it was forked from, up to
+# exec — and this process holds the warm assistant. So commands run under a small launcher:
+# the command is forked from the launcher, and the launcher reports its wall, CPU and peak RSS.
+_LAUNCHER = """
+import json, os, subprocess, sys, time
+t0 = time.perf_counter()
+p = subprocess.Popen(sys.argv[2:])
+_, status, ru = os.wait4(p.pid, 0)
+wall = time.perf_counter() - t0
+with open(sys.argv[1], "w") as f:
+    json.dump({"code": os.waitstatus_to_exitcode(status), "wall": wall, "cpu": ru.ru_utime + ru.ru_stime,
+               "rss_mb": ru.ru_maxrss / 1024}, f)
+"""
+
+
 def _run(cmd: list[str], env: dict, log: Path) -> Proc:
-    t0 = time.perf_counter()
+    stats = log.with_suffix(".rusage.json")
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=str(ROOT), env=env, stdout=out, stderr=subprocess.STDOUT)
-        code, cpu, rss = _reap(proc)
-    wall = time.perf_counter() - t0
+        proc = subprocess.Popen([sys.executable, "-c", _LAUNCHER, str(stats), *cmd], cwd=str(ROOT), env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
+        proc.wait()
+    r = json.loads(stats.read_text()) if stats.exists() else {"code": proc.returncode, "wall": float("nan"),
+                                                              "cpu": float("nan"), "rss_mb": float("nan")}
+    code, wall, cpu, rss = r["code"], r["wall"], r["cpu"], r["rss_mb"]
     text = log.read_text(encoding="utf-8", errors="replace")
     if code != 0:
         print(f"  ! {' '.join(cmd[1:3])} 退出码 {code}：\n{text[-2000:]}", file=sys.stderr)
