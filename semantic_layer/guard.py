@@ -177,9 +177,10 @@ DENIED_FUNCTIONS = frozenset(
     start_ui start_ui_server stop_ui_server ui_is_started httpfs http_get http_post http_head
     shell exec execute sql_auto_complete enable_logging disable_logging
     truncate_duckdb_logs duckdb_logs pragma_version
-    range generate_series repeat list_resize array_resize
-    """.split()  # last line: expression generators that cannot be interrupted (memory exhaustion)
+    """.split()
 )
+# Expression generators DuckDB cannot interrupt once started: a huge argument exhausts memory.
+GENERATOR_FUNCTIONS = frozenset({"range", "generate_series", "repeat", "list_resize", "array_resize"})
 DENIED_PREFIXES = (
     "read_", "parquet_", "duckdb_", "pragma_", "http", "sqlite_", "postgres_", "mysql_",
     "iceberg_", "delta_", "ducklake", "st_read", "sniff_", "json_execute", "pg_", "load_",
@@ -452,6 +453,8 @@ def _check_tree(root: exp.Expression, policy: _Policy) -> list[tuple[exp.Table, 
             for name in _func_names(node):
                 if function_denied(name):
                     raise GuardError(f"不允许使用读取文件或网络的函数：{_lower(name)}")
+                if _lower(name) in GENERATOR_FUNCTIONS:
+                    raise GuardError(f"不允许使用可能耗尽内存的生成函数：{_lower(name)}")
         if isinstance(node, (exp.Unnest, exp.TableFromRows)) and isinstance(node.parent, (exp.From, exp.Join, exp.Lateral)):
             raise GuardError("不允许使用表函数（如 unnest、range、read_csv）")
         if isinstance(node, (exp.From, exp.Join, exp.Lateral)):
