@@ -408,10 +408,16 @@ class Compiler:
                 m1 = metrics[1]
                 extra_selects.append(_parse(f"m0.{m0.name} / NULLIF(m1.{m1.name}, 0) * 100").as_("share_pct"))
                 columns.append(OutputColumn("share_pct", f"{m0.label}占{m1.label}比重", "%", "compare"))
-            elif q.denominator:
-                denom_dims = {f.dimension for f in q.denominator}
-                base = q.model_copy(update={"filters": [f for f in q.filters if f.dimension not in denom_dims] + list(q.denominator)})
-                sel, _ = self.aggregate(m0, base, tr)
+            elif q.denominator or q.share_of:
+                if q.denominator:  # the same metric over other members ("占全国的比重")
+                    denom_dims = {f.dimension for f in q.denominator}
+                    base = q.model_copy(update={"filters": [f for f in q.filters if f.dimension not in denom_dims]
+                                                + list(q.denominator)})
+                    sel, _ = self.aggregate(m0, base, tr)
+                    total_label = f"{m0.label}（分母）"
+                else:  # the same metric without the filter that picked the part
+                    sel, _ = self.aggregate(m0, _without_dimension(q, q.share_of), tr, drop_filter=q.share_of)
+                    total_label = f"{m0.label}（合计）"
                 ctes.append(("t0", sel))
                 joins.append(("t0", key_join("m0", "t0")))
                 extra_selects += [
@@ -419,19 +425,7 @@ class Compiler:
                     _parse(f"m0.{m0.name} / NULLIF(t0.{m0.name}, 0) * 100").as_("share_pct"),
                 ]
                 columns += [
-                    OutputColumn(f"{m0.name}_total", f"{m0.label}（分母）", m0.unit, "compare"),
-                    OutputColumn("share_pct", "占比", "%", "compare"),
-                ]
-            elif q.share_of:
-                sel, _ = self.aggregate(m0, _without_dimension(q, q.share_of), tr, drop_filter=q.share_of)
-                ctes.append(("t0", sel))
-                joins.append(("t0", key_join("m0", "t0")))
-                extra_selects += [
-                    _col("t0", m0.name).as_(f"{m0.name}_total"),
-                    _parse(f"m0.{m0.name} / NULLIF(t0.{m0.name}, 0) * 100").as_("share_pct"),
-                ]
-                columns += [
-                    OutputColumn(f"{m0.name}_total", f"{m0.label}（合计）", m0.unit, "compare"),
+                    OutputColumn(f"{m0.name}_total", total_label, m0.unit, "compare"),
                     OutputColumn("share_pct", "占比", "%", "compare"),
                 ]
             elif q.dimensions:
