@@ -14,7 +14,7 @@ from datetime import date
 from semantic_layer.catalogue import Catalogue, DefaultMetricRule
 from semantic_layer.query import Filter, Having, OrderBy, StructuredQuery, TimeRange
 
-from .textnorm import AMOUNT, UNIT_FACTORS, normalize, parse_percent_cn, to_unit
+from .textnorm import UNIT_FACTORS, normalize, parse_percent_cn, to_unit
 from .timeparse import parse_time
 from .vocabulary import Sense, Vocabulary
 

@@ -1,8 +1,6 @@
 """Readable terminal rendering of an answer object."""
 from __future__ import annotations
 
-from .answer import format_value
-
 
 def render_text(result: dict, max_rows: int = 30) -> str:
     lines: list[str] = []

@@ -87,8 +87,6 @@ class RetrievalResolver:
                 "question": f"没有完全理解“{'、'.join(phrases)}”，您是指以下哪一项？", "options": opts, "word": phrases[0]},
                 reason="检索相似度不足", unmatched=parsed.unmatched, confidence=0.3, terms=parsed.terms,
                 notes=["检索：相似度低于阈值，反问确认"])
-        if parsed.status == "refuse" and candidates:
-            return None
         return None
 
     @staticmethod

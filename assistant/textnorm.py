@@ -55,7 +55,6 @@ def to_unit(value_yuan: float, unit: str) -> float:
     return value_yuan / factor if factor else value_yuan
 
 
-AMOUNT = re.compile(r"(\d+(?:\.\d+)?)(百万元|千万元|百万|千万|万元|亿元|千元|万|亿|元|%|％|个百分点)?")
 PERCENT_CN = re.compile(r"百分之([零一二三四五六七八九十百点\d.]+)")
 
 

@@ -91,8 +91,6 @@ def _parse_time(text: str, as_of: date) -> TimeMatch | None:
     m = re.search(r"((?:19|20)\d{2})年?(?:到|至|-|—|~|和)((?:19|20)\d{2})年?", text)
     if m:
         y1, y2 = sorted((int(m.group(1)), int(m.group(2))))
-        if "和" in m.group(0) and y2 - y1 > 1:  # 2019和2021年: two years, still a range for display
-            pass
         spans.append(m.span())
         return TimeMatch(TimeRange(start=_ym(y1, 1), end=_ym(y2, 12), grain=grain or "year",
                                    label=f"{y1}—{y2}年"), spans, grain)
